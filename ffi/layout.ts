@@ -1,0 +1,155 @@
+/**
+ * The memory shared with the fan-out loop (shim/engine.zig): one `Job` and an
+ * array of `Dest`, laid out here once for TypeScript. A test compares this
+ * with the layout the shim reports (`oc_layout`), so the two cannot drift.
+ *
+ * @module
+ */
+
+type Kind = "i32" | "u32" | "u64";
+type Fields = Record<string, readonly [offset: number, kind: Kind]>;
+
+/** `struct Job` in shim/engine.zig. */
+export const JOB = {
+  size: 1176,
+  fields: {
+    src_fd: [0, "i32"],
+    source: [4, "u32"],
+    stage_r: [8, "i32"],
+    stage_w: [12, "i32"],
+    null_fd: [16, "i32"],
+    wake_fd: [20, "i32"],
+    ndest: [24, "u32"],
+    src_flags: [28, "u32"],
+    src_size: [32, "u64"],
+    chunk: [40, "u64"],
+    stage_size: [48, "u64"],
+    map: [56, "u64"],
+    buf: [64, "u64"],
+    budget_ns: [72, "u64"],
+    taken: [80, "u64"],
+    tail: [88, "u64"],
+    head: [96, "u64"],
+    round_start: [104, "u64"],
+    round_end: [112, "u64"],
+    round_ptr: [120, "u64"],
+    eof: [128, "u32"],
+    err_dest: [132, "i32"],
+    err: [136, "i32"],
+    err_call: [140, "u32"],
+    hash_alg: [144, "u32"],
+    hash_state: [152, "u32"],
+  },
+} as const satisfies { size: number; fields: Fields };
+
+/** `struct Dest` in shim/engine.zig. */
+export const DEST = {
+  size: 80,
+  fields: {
+    fd: [0, "i32"],
+    feed: [4, "u32"],
+    branch_r: [8, "i32"],
+    branch_w: [12, "i32"],
+    flags: [16, "u32"],
+    pipe_size: [20, "u32"],
+    fed: [24, "u64"],
+    done: [32, "u64"],
+    scratch: [40, "u64"],
+    scratch_cap: [48, "u64"],
+    scratch_len: [56, "u64"],
+    scratch_off: [64, "u64"],
+    err: [72, "i32"],
+    err_call: [76, "u32"],
+  },
+} as const satisfies { size: number; fields: Fields };
+
+/** Where the stable copy comes from (`enum Source`). */
+export const Source = {
+  pipe: 0,
+  mmap_pipe: 1,
+  read_pipe: 2,
+  vmsplice: 3,
+  read_buf: 4,
+  mmap_buf: 5,
+} as const;
+
+/** How a destination is fed (`enum Feed`). */
+export const Feed = {
+  dead: 0,
+  tee: 1,
+  branch_splice: 2,
+  branch_copy: 3,
+  branch_hash: 4,
+  write: 5,
+  hash: 6,
+} as const;
+
+/** What `oc_run` returned (`enum Status`). */
+export const Status = { done: 0, again: 1, woken: 2, dest_error: 3, source_error: 4 } as const;
+
+/** Syscall names by `enum Call`. */
+export const CALLS = [
+  "none",
+  "read",
+  "write",
+  "splice",
+  "tee",
+  "vmsplice",
+  "mmap",
+  "pread",
+  "poll",
+  "ioctl",
+] as const;
+
+/** `Dest.flags`: a borrowed blocking pipe; writes are capped to its free room. */
+export const DEST_BLOCKING_PIPE = 1;
+/** `Job.src_flags`: a borrowed source that may block; poll before read. */
+export const SRC_MAY_BLOCK = 1;
+
+/** Typed access to one struct inside a byte array. */
+export class StructView<F extends Fields> {
+  readonly #view: DataView;
+  readonly #fields: F;
+
+  constructor(bytes: Uint8Array, offset: number, layout: { size: number; fields: F }) {
+    this.#view = new DataView(bytes.buffer, bytes.byteOffset + offset, layout.size);
+    this.#fields = layout.fields;
+  }
+
+  /** Reads a field (u64 as a number: positions and sizes stay below 2^53). */
+  get(name: keyof F & string): number {
+    const [off, kind] = this.#fields[name];
+    if (kind === "i32") return this.#view.getInt32(off, true);
+    if (kind === "u32") return this.#view.getUint32(off, true);
+    return Number(this.#view.getBigUint64(off, true));
+  }
+
+  /** Writes a field. */
+  set(name: keyof F & string, value: number): void {
+    const [off, kind] = this.#fields[name];
+    if (kind === "i32") this.#view.setInt32(off, value, true);
+    else if (kind === "u32") this.#view.setUint32(off, value, true);
+    else this.#view.setBigUint64(off, BigInt(value), true);
+  }
+}
+
+/** Parses the shim's `Name=size;Name.field=offset;…` layout text. */
+export function parseLayout(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const part of text.split(";")) {
+    if (!part) continue;
+    const [key, value] = part.split("=");
+    out.set(key, Number(value));
+  }
+  return out;
+}
+
+/** The layout TypeScript expects, in the shim's text form. */
+export function expectedLayout(): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [name, layout] of [["Job", JOB], ["Dest", DEST]] as const) {
+    out.set(name, layout.size);
+    for (const [field, [off]] of Object.entries(layout.fields)) out.set(`${name}.${field}`, off);
+  }
+  return out;
+}
