@@ -11,7 +11,7 @@ type Fields = Record<string, readonly [offset: number, kind: Kind]>;
 
 /** `struct Job` in shim/engine.zig. */
 export const JOB = {
-  size: 1176,
+  size: 1192,
   fields: {
     src_fd: [0, "i32"],
     source: [4, "u32"],
@@ -25,20 +25,22 @@ export const JOB = {
     chunk: [40, "u64"],
     stage_size: [48, "u64"],
     map: [56, "u64"],
-    buf: [64, "u64"],
-    budget_ns: [72, "u64"],
-    taken: [80, "u64"],
-    tail: [88, "u64"],
-    head: [96, "u64"],
-    round_start: [104, "u64"],
-    round_end: [112, "u64"],
-    round_ptr: [120, "u64"],
-    eof: [128, "u32"],
-    err_dest: [132, "i32"],
-    err: [136, "i32"],
-    err_call: [140, "u32"],
-    hash_alg: [144, "u32"],
-    hash_state: [152, "u32"],
+    map_off: [64, "u64"],
+    map_len: [72, "u64"],
+    buf: [80, "u64"],
+    budget_ns: [88, "u64"],
+    taken: [96, "u64"],
+    tail: [104, "u64"],
+    head: [112, "u64"],
+    round_start: [120, "u64"],
+    round_end: [128, "u64"],
+    round_ptr: [136, "u64"],
+    eof: [144, "u32"],
+    err_dest: [148, "i32"],
+    err: [152, "i32"],
+    err_call: [156, "u32"],
+    hash_alg: [160, "u32"],
+    hash_state: [168, "u32"],
   },
 } as const satisfies { size: number; fields: Fields };
 
@@ -66,11 +68,10 @@ export const DEST = {
 /** Where the stable copy comes from (`enum Source`). */
 export const Source = {
   pipe: 0,
-  mmap_pipe: 1,
-  read_pipe: 2,
-  vmsplice: 3,
-  read_buf: 4,
-  mmap_buf: 5,
+  read_pipe: 1,
+  vmsplice: 2,
+  read_buf: 3,
+  mmap_buf: 4,
 } as const;
 
 /** How a destination is fed (`enum Feed`). */

@@ -38,8 +38,7 @@ export function cacheDir(): string {
 }
 
 /** Throws unless this platform has an embedded shim; returns its arch name. */
-export function supportedArch(): string {
-  const { os, arch } = Deno.build;
+export function supportedArch(os: string = Deno.build.os, arch: string = Deno.build.arch): string {
   if (os !== "linux" || !(arch in embedded)) {
     throw new Error(
       `onecopy needs Linux on x86_64 or aarch64 (splice/tee/vmsplice); this is ${os}/${arch}`,

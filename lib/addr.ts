@@ -1,0 +1,123 @@
+/**
+ * Where bytes go or come from, as users write it: a path, `-`,
+ * `tcp://host:port` or `unix:/path`; and the sockaddr bytes the kernel wants.
+ *
+ * @module
+ */
+
+import { AF_INET, AF_INET6, AF_UNIX } from "../ffi/raw.ts";
+
+/** A parsed source or destination. */
+export type Target =
+  | { kind: "stdio"; fd: 0 | 1 | 2; text: string }
+  | { kind: "file"; path: string; text: string }
+  | { kind: "tcp"; host: string; port: number; text: string }
+  | { kind: "unix"; path: string; text: string };
+
+/**
+ * Parses `-`, `tcp://host:port`, `unix:/path` or a file path; throws a
+ * TypeError on a bad URL. Only a `listen` address may have port 0 (any port).
+ */
+export function parseTarget(text: string, role: "source" | "destination" | "listen"): Target {
+  if (text === "-") return { kind: "stdio", fd: role === "source" ? 0 : 1, text };
+  if (text.startsWith("unix:")) {
+    const path = text.slice("unix:".length).replace(/^\/\/(?=\/)/, "");
+    if (!path) throw new TypeError(`${text}: a unix socket needs a path (unix:/path)`);
+    return { kind: "unix", path, text };
+  }
+  if (text.startsWith("tcp://")) {
+    const m = /^tcp:\/\/(\[[0-9a-fA-F:.]+\]|[^:/[\]]+):(\d+)$/.exec(text);
+    const port = m ? Number(m[2]) : NaN;
+    const low = role === "listen" ? 0 : 1;
+    if (!m || !(port >= low && port <= 65535)) {
+      throw new TypeError(`${text}: expected tcp://HOST:PORT with a port from ${low} to 65535`);
+    }
+    return { kind: "tcp", host: m[1].replace(/^\[|\]$/g, ""), port, text };
+  }
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) {
+    throw new TypeError(
+      `${text}: unsupported address (use a path, -, tcp://HOST:PORT or unix:PATH)`,
+    );
+  }
+  if (text === "") throw new TypeError("empty path");
+  return { kind: "file", path: text, text };
+}
+
+/** Parses a dotted IPv4 address into 4 bytes, or returns undefined. */
+export function parseIPv4(host: string): Uint8Array | undefined {
+  const parts = host.split(".");
+  if (parts.length !== 4 || !parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) < 256)) {
+    return undefined;
+  }
+  return Uint8Array.from(parts.map(Number));
+}
+
+/** Parses an IPv6 address in hex groups, with at most one `::`, into 16 bytes. */
+export function parseIPv6(host: string): Uint8Array | undefined {
+  const halves = host.split("::");
+  if (!host.includes(":") || halves.length > 2) return undefined;
+  const groups = (s: string) => (s ? s.split(":") : []);
+  const head = groups(halves[0]);
+  const rest = halves.length === 2 ? groups(halves[1]) : [];
+  if (![...head, ...rest].every((g) => /^[0-9a-fA-F]{1,4}$/.test(g))) return undefined;
+  const zeros = 8 - head.length - rest.length;
+  if (halves.length === 1 ? zeros !== 0 : zeros < 1) return undefined;
+  const words = [...head, ...Array(halves.length === 2 ? zeros : 0).fill("0"), ...rest];
+  const out = new Uint8Array(16);
+  words.forEach((g, i) => new DataView(out.buffer).setUint16(i * 2, parseInt(g, 16), false));
+  return out;
+}
+
+/** A resolved IP address. */
+export interface IpAddress {
+  family: typeof AF_INET | typeof AF_INET6;
+  bytes: Uint8Array;
+}
+
+/** Resolves a host: IP literals directly, `localhost` to 127.0.0.1, others through DNS. */
+export async function resolveHost(host: string): Promise<IpAddress> {
+  const v4 = parseIPv4(host);
+  if (v4) return { family: AF_INET, bytes: v4 };
+  const v6 = parseIPv6(host);
+  if (v6) return { family: AF_INET6, bytes: v6 };
+  if (host === "localhost") return { family: AF_INET, bytes: Uint8Array.of(127, 0, 0, 1) };
+  for (const type of ["A", "AAAA"] as const) {
+    try {
+      const [first] = await Deno.resolveDns(host, type);
+      if (first) return resolveHost(first);
+    } catch { /* try the next record type */ }
+  }
+  throw new Error(`cannot resolve host ${host}`);
+}
+
+/** A `struct sockaddr_in` or `sockaddr_in6` for an address and port. */
+export function sockaddrIp(ip: IpAddress, port: number): Uint8Array {
+  const out = new Uint8Array(ip.family === AF_INET ? 16 : 28);
+  const view = new DataView(out.buffer);
+  view.setUint16(0, ip.family, true);
+  view.setUint16(2, port, false);
+  out.set(ip.bytes, ip.family === AF_INET ? 4 : 8);
+  return out;
+}
+
+/** A `struct sockaddr_un` for a path (at most 107 bytes). */
+export function sockaddrUnix(path: string): Uint8Array {
+  const bytes = new TextEncoder().encode(path);
+  if (bytes.length > 107) throw new TypeError(`unix socket path too long: ${path}`);
+  const out = new Uint8Array(2 + bytes.length + 1);
+  new DataView(out.buffer).setUint16(0, AF_UNIX, true);
+  out.set(bytes, 2);
+  return out;
+}
+
+/** The port of a `sockaddr_in`/`sockaddr_in6`, or undefined for other families. */
+export function sockaddrPort(addr: Uint8Array): number | undefined {
+  const view = new DataView(addr.buffer, addr.byteOffset, addr.byteLength);
+  const family = view.getUint16(0, true);
+  return family === AF_INET || family === AF_INET6 ? view.getUint16(2, false) : undefined;
+}
+
+/** The address family of a sockaddr. */
+export function sockaddrFamily(addr: Uint8Array): number {
+  return new DataView(addr.buffer, addr.byteOffset, addr.byteLength).getUint16(0, true);
+}

@@ -1,0 +1,363 @@
+/**
+ * Owned file descriptors. Deno exposes no OS fd for its own files and
+ * connections, so onecopy opens its own: files, pipes, TCP and Unix sockets,
+ * plus the borrowed stdio fds (never closed by onecopy).
+ *
+ * @module
+ */
+
+import * as raw from "../ffi/raw.ts";
+import { OnecopyError } from "../ffi/errors.ts";
+import {
+  parseTarget,
+  resolveHost,
+  sockaddrFamily,
+  sockaddrIp,
+  sockaddrPort,
+  sockaddrUnix,
+} from "./addr.ts";
+
+/** What an fd is, as far as choosing syscalls goes. */
+export type FdKind = "file" | "pipe" | "tcp" | "unix" | "char" | "dir" | "other";
+
+// Last resort for Fds that were never closed: close them when collected.
+const finalizer = new FinalizationRegistry<number>((fd) => {
+  try {
+    raw.close(fd);
+  } catch { /* already gone */ }
+});
+
+/**
+ * An OS file descriptor that onecopy owns (and closes) or borrows (and never
+ * closes). `close()` is safe to call twice; `using` closes it at scope end.
+ *
+ * @example
+ * ```ts
+ * import { Fd } from "@onecopy/onecopy";
+ * using file = Fd.open("/etc/hostname");
+ * console.log(file.fd, file.kind);
+ * ```
+ */
+export class Fd {
+  #fd: number;
+  #kind?: FdKind;
+  /** Whether onecopy closes this fd (false for stdio and adopted borrowed fds). */
+  readonly owned: boolean;
+  /** What this fd is, for messages: a path, a URL, `stdout`. */
+  readonly label: string;
+
+  /** Wraps a raw fd; prefer the static constructors. */
+  constructor(fd: number, options: { owned: boolean; label?: string; kind?: FdKind }) {
+    this.#fd = fd;
+    this.owned = options.owned;
+    this.label = options.label ?? `fd ${fd}`;
+    this.#kind = options.kind;
+    if (this.owned) finalizer.register(this, fd, this);
+  }
+
+  /** The OS fd number; throws once closed. */
+  get fd(): number {
+    if (this.#fd < 0) throw new Error(`${this.label}: already closed`);
+    return this.#fd;
+  }
+
+  /** Whether `close()` has been called. */
+  get closed(): boolean {
+    return this.#fd < 0;
+  }
+
+  /** What the fd refers to (from statx, and getsockname for sockets). */
+  get kind(): FdKind {
+    this.#kind ??= detectKind(this.fd);
+    return this.#kind;
+  }
+
+  /** Closes the fd if onecopy owns it; does nothing the second time. */
+  close(): void {
+    const fd = this.#fd;
+    if (fd < 0) return;
+    this.#fd = -1;
+    if (!this.owned) return;
+    finalizer.unregister(this);
+    raw.close(fd);
+  }
+
+  /** Same as `close()`, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /**
+   * A web ReadableStream over this fd (reads on demand, never blocking the event
+   * loop). It closes the Fd when the stream ends or is cancelled.
+   *
+   * @example
+   * ```ts
+   * import { Fd } from "@onecopy/onecopy";
+   * const text = await new Response(Fd.open("/etc/hostname").readable()).text();
+   * ```
+   */
+  readable(chunkSize = 64 * 1024): ReadableStream<Uint8Array> {
+    return new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        const buf = new Uint8Array(chunkSize);
+        for (;;) {
+          const n = await readWhenReady(this, buf);
+          if (n === 0) {
+            this.close();
+            controller.close();
+          } else if (n > 0) controller.enqueue(buf.subarray(0, n));
+          if (n >= 0) return;
+        }
+      },
+      cancel: () => this.close(),
+    }, { highWaterMark: 0 });
+  }
+
+  /**
+   * A web WritableStream into this fd. It closes the Fd when the stream is
+   * closed or aborted.
+   *
+   * @example
+   * ```ts
+   * import { Fd } from "@onecopy/onecopy";
+   * const out = Fd.create("/tmp/onecopy-example.txt");
+   * await ReadableStream.from([new TextEncoder().encode("hi\n")]).pipeTo(out.writable());
+   * ```
+   */
+  writable(): WritableStream<Uint8Array> {
+    return new WritableStream<Uint8Array>({
+      write: async (chunk) => {
+        for (let off = 0; off < chunk.length;) {
+          off += await writeWhenReady(this, chunk.subarray(off));
+        }
+      },
+      close: () => this.close(),
+      abort: () => this.close(),
+    });
+  }
+
+  /** Opens a file for reading. */
+  static open(path: string): Fd {
+    return new Fd(raw.open(path, raw.O_RDONLY | raw.O_NOCTTY), { owned: true, label: path });
+  }
+
+  /** Creates (or truncates, or with `append` appends to) a file for writing. */
+  static create(path: string, options: { append?: boolean; mode?: number } = {}): Fd {
+    const flags = raw.O_WRONLY | raw.O_CREAT | raw.O_NOCTTY |
+      (options.append ? raw.O_APPEND : raw.O_TRUNC);
+    return new Fd(raw.open(path, flags, options.mode ?? 0o666), { owned: true, label: path });
+  }
+
+  /**
+   * Creates a pipe, `[readEnd, writeEnd]`, blocking (so either end can be
+   * handed to a child process), grown to `size` bytes where the kernel allows.
+   */
+  static pipe(options: { size?: number } = {}): [Fd, Fd] {
+    const [r, w] = raw.pipe2();
+    const ends: [Fd, Fd] = [
+      new Fd(r, { owned: true, label: "pipe (read end)", kind: "pipe" }),
+      new Fd(w, { owned: true, label: "pipe (write end)", kind: "pipe" }),
+    ];
+    if (options.size) growPipe(w, options.size);
+    return ends;
+  }
+
+  /** Connects to `tcp://host:port` or `unix:/path`; the socket is non-blocking. */
+  static async connect(url: string): Promise<Fd> {
+    const target = parseTarget(url, "destination");
+    if (target.kind !== "tcp" && target.kind !== "unix") {
+      throw new TypeError(`${url}: not a tcp:// or unix: address`);
+    }
+    const addr = target.kind === "unix"
+      ? sockaddrUnix(target.path)
+      : sockaddrIp(await resolveHost(target.host), target.port);
+    const fd = raw.socket(sockaddrFamily(addr), raw.SOCK_STREAM);
+    const sock = new Fd(fd, { owned: true, label: url, kind: target.kind });
+    try {
+      await raw.connectAsync(fd, addr, url);
+      if (target.kind === "tcp") raw.setsockoptInt(fd, raw.IPPROTO_TCP, raw.TCP_NODELAY, 1);
+      raw.setNonBlocking(fd, true);
+    } catch (err) {
+      sock.close();
+      throw err;
+    }
+    return sock;
+  }
+
+  /** Listens on `tcp://host:port` (port 0: any free port) or `unix:/path`. */
+  static async listen(url: string, backlog = 128): Promise<Listener> {
+    const target = parseTarget(url, "listen");
+    if (target.kind !== "tcp" && target.kind !== "unix") {
+      throw new TypeError(`${url}: not a tcp:// or unix: address`);
+    }
+    const addr = target.kind === "unix"
+      ? sockaddrUnix(target.path)
+      : sockaddrIp(await resolveHost(target.host), target.port);
+    const fd = raw.socket(sockaddrFamily(addr), raw.SOCK_STREAM);
+    const sock = new Fd(fd, { owned: true, label: url, kind: target.kind });
+    try {
+      if (target.kind === "tcp") raw.setsockoptInt(fd, raw.SOL_SOCKET, raw.SO_REUSEADDR, 1);
+      raw.bind(fd, addr, url);
+      raw.listen(fd, backlog);
+    } catch (err) {
+      sock.close();
+      throw err;
+    }
+    return new Listener(sock, target.kind);
+  }
+
+  /** Borrows fd 0; never closed by onecopy. */
+  static stdin(): Fd {
+    return new Fd(0, { owned: false, label: "stdin" });
+  }
+  /** Borrows fd 1; never closed by onecopy. */
+  static stdout(): Fd {
+    return new Fd(1, { owned: false, label: "stdout" });
+  }
+  /** Borrows fd 2; never closed by onecopy. */
+  static stderr(): Fd {
+    return new Fd(2, { owned: false, label: "stderr" });
+  }
+
+  /**
+   * Wraps an fd obtained elsewhere, e.g. from `node:fs` `openSync`. With
+   * `owned: true` onecopy closes it; by default it is borrowed.
+   *
+   * @example
+   * ```ts
+   * import { openSync, closeSync } from "node:fs";
+   * import { Fd } from "@onecopy/onecopy";
+   * const n = openSync("/etc/hostname", "r");
+   * const fd = Fd.adopt(n);
+   * console.log(fd.kind); // "file"
+   * closeSync(n);
+   * ```
+   */
+  static adopt(fd: number, options: { owned?: boolean; label?: string } = {}): Fd {
+    return new Fd(fd, { owned: options.owned ?? false, label: options.label ?? `fd ${fd}` });
+  }
+}
+
+/**
+ * A listening socket. `accept()` waits on a worker thread; `close()` wakes it.
+ *
+ * @example
+ * ```ts
+ * import { Fd } from "@onecopy/onecopy";
+ * using server = await Fd.listen("tcp://127.0.0.1:0");
+ * console.log(server.url); // tcp://127.0.0.1:PORT
+ * ```
+ */
+export class Listener {
+  readonly #sock: Fd;
+  readonly #kind: "tcp" | "unix";
+
+  /** Prefer `Fd.listen()`. */
+  constructor(sock: Fd, kind: "tcp" | "unix") {
+    this.#sock = sock;
+    this.#kind = kind;
+  }
+
+  /** The bound port (TCP), useful after listening on port 0. */
+  get port(): number | undefined {
+    return sockaddrPort(raw.getsockname(this.#sock.fd));
+  }
+
+  /** The address to connect to, with the real port. */
+  get url(): string {
+    const label = this.#sock.label;
+    return this.#kind === "tcp" ? label.replace(/:\d+$/, `:${this.port}`) : label;
+  }
+
+  /** The listening socket's fd. */
+  get fd(): Fd {
+    return this.#sock;
+  }
+
+  /** Waits for and returns the next connection (non-blocking socket). */
+  async accept(): Promise<Fd> {
+    const fd = await raw.accept4Async(this.#sock.fd, raw.SOCK_CLOEXEC | raw.SOCK_NONBLOCK);
+    return new Fd(fd, { owned: true, label: `${this.url} (accepted)`, kind: this.#kind });
+  }
+
+  /** Stops listening; a pending `accept()` rejects. Safe twice. */
+  close(): void {
+    if (this.#sock.closed) return;
+    try {
+      raw.shutdown(this.#sock.fd, raw.SHUT_RDWR); // wakes a blocked accept4()
+    } catch { /* not connected is fine */ }
+    this.#sock.close();
+  }
+
+  /** Same as `close()`, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/** Grows a pipe towards `size` bytes; the kernel may refuse (EPERM): then it keeps its size. */
+export function growPipe(fd: number, size: number): number {
+  try {
+    return raw.setPipeSize(fd, size);
+  } catch (err) {
+    if (err instanceof OnecopyError && err.code === "EPERM") return raw.getPipeSize(fd);
+    throw err;
+  }
+}
+
+function detectKind(fd: number): FdKind {
+  const { type } = raw.statx(fd);
+  switch (type) {
+    case "file":
+      return "file";
+    case "fifo":
+      return "pipe";
+    case "char":
+      return "char";
+    case "dir":
+      return "dir";
+    case "socket":
+      return sockaddrFamily(raw.getsockname(fd)) === raw.AF_UNIX ? "unix" : "tcp";
+    default:
+      return "other";
+  }
+}
+
+function isAgain(err: unknown): boolean {
+  return err instanceof OnecopyError && err.code === "EAGAIN";
+}
+
+// Waits are bounded so that no worker-thread poll outlives a cancelled stream
+// (a pending FFI call would keep the process alive).
+const waitMs = 100;
+
+/** One read without blocking the event loop: -1 means "try again". */
+async function readWhenReady(fd: Fd, buf: Uint8Array): Promise<number> {
+  if (fd.kind !== "file") {
+    const [revents] = await raw.pollAsync([{ fd: fd.fd, events: raw.POLLIN }], waitMs);
+    if (revents === 0) return -1;
+  }
+  try {
+    return raw.read(fd.fd, buf);
+  } catch (err) {
+    if (isAgain(err)) return -1;
+    throw err;
+  }
+}
+
+/** One write without blocking the event loop (a blocking pipe gets at most its free room). */
+async function writeWhenReady(fd: Fd, chunk: Uint8Array): Promise<number> {
+  if (fd.kind === "file") return raw.write(fd.fd, chunk);
+  const [revents] = await raw.pollAsync([{ fd: fd.fd, events: raw.POLLOUT }], waitMs);
+  if (revents === 0) return 0;
+  let len = chunk.length;
+  if (fd.kind === "pipe") len = Math.min(len, raw.getPipeSize(fd.fd) - raw.fionread(fd.fd));
+  if (len <= 0) return 0;
+  try {
+    return raw.write(fd.fd, chunk.subarray(0, len));
+  } catch (err) {
+    if (isAgain(err)) return 0;
+    throw err;
+  }
+}

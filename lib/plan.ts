@@ -1,0 +1,114 @@
+/**
+ * How a fan-out runs: where the one stable copy comes from (the engine's
+ * `Source`) and how each destination is fed (`Feed`). The measured choices
+ * live in one table, `FEEDS`; the fallback rule in one function.
+ *
+ * @module
+ */
+
+import { Feed, Source } from "../ffi/layout.ts";
+import { Errno } from "../ffi/errors.ts";
+import type { FdKind } from "./fd.ts";
+
+/** The transfer methods. See `fanout()` for what each guarantees. */
+export type Method = "auto" | "pipe-tee" | "vmsplice" | "mmap-write" | "copy";
+
+/** The concrete method a fan-out ran with (`auto` resolved). */
+export type UsedMethod = Exclude<Method, "auto">;
+
+type FeedCode = (typeof Feed)[keyof typeof Feed];
+type SourceCode = (typeof Source)[keyof typeof Source];
+
+/**
+ * Per destination kind: how to feed it from the stage pipe, and whether
+ * `auto` writes it from a stable buffer instead when one exists.
+ * - pipe: tee() straight into it (no copy; ~2x faster than write() here).
+ * - file: splice() from a branch (the kernel copies into the page cache once).
+ * - tcp: write() from the buffer: splice() into loopback TCP measured ~3x
+ *   slower than write() on this kernel. From a pipe source there is no
+ *   buffer, so it is spliced from a branch.
+ * - unix: like tcp (AF_UNIX has no zero-copy splice path either).
+ * - char (terminals, /dev/null): splice often fails with EINVAL; copy out.
+ */
+export const FEEDS: Record<FdKind, { stage: FeedCode; preferWrite: boolean }> = {
+  pipe: { stage: Feed.tee, preferWrite: false },
+  file: { stage: Feed.branch_splice, preferWrite: false },
+  tcp: { stage: Feed.branch_splice, preferWrite: true },
+  unix: { stage: Feed.branch_splice, preferWrite: true },
+  char: { stage: Feed.branch_copy, preferWrite: true },
+  dir: { stage: Feed.branch_copy, preferWrite: true },
+  other: { stage: Feed.branch_copy, preferWrite: true },
+};
+
+/** A resolved plan for one fan-out. */
+export interface Plan {
+  method: UsedMethod;
+  source: SourceCode;
+  feeds: FeedCode[];
+  /** How the checksum tap is fed, if there is one. */
+  hashFeed: FeedCode;
+  /** Whether the destinations all receive exactly the same bytes even if the source changes. */
+  stable: boolean;
+}
+
+const stageSources = new Set<number>([Source.pipe, Source.read_pipe, Source.vmsplice]);
+
+/** Whether an engine source mode uses the stage pipe. */
+export function usesStage(source: number): boolean {
+  return stageSources.has(source);
+}
+
+/** Chooses the engine modes for a method, a source kind and the destination kinds. */
+export function choosePlan(method: Method, src: FdKind, dests: FdKind[]): Plan {
+  const stageFeeds = dests.map((k) => FEEDS[k].stage);
+  const writeFeeds = dests.map(() => Feed.write as FeedCode);
+  const mappable = src === "file";
+  switch (method) {
+    case "copy":
+      return plan("copy", Source.read_buf, writeFeeds, true);
+    case "mmap-write":
+      if (!mappable) return plan("copy", Source.read_buf, writeFeeds, true);
+      return plan("mmap-write", Source.mmap_buf, writeFeeds, false);
+    case "pipe-tee":
+      return plan("pipe-tee", src === "pipe" ? Source.pipe : Source.read_pipe, stageFeeds, true);
+    case "vmsplice": {
+      // Sockets are written from the fresh pages, not spliced: spliced pages
+      // would stay pinned in the socket queue (and write() is faster here).
+      const feeds = dests.map((k) => (k === "pipe" || k === "file" ? FEEDS[k].stage : Feed.write));
+      return plan("vmsplice", Source.vmsplice, feeds, true);
+    }
+    case "auto": {
+      if (src === "pipe") return plan("pipe-tee", Source.pipe, stageFeeds, true);
+      const writers = dests.map((k) => FEEDS[k].preferWrite);
+      if (writers.every(Boolean)) return plan("copy", Source.read_buf, writeFeeds, true);
+      // read() once into a buffer, write() that into the stage; writers take it from the buffer.
+      const feeds = dests.map((k, i) => (writers[i] ? Feed.write : FEEDS[k].stage));
+      return plan("pipe-tee", Source.read_pipe, feeds, true);
+    }
+  }
+}
+
+function plan(method: UsedMethod, source: SourceCode, feeds: FeedCode[], stable: boolean): Plan {
+  // A checksum is taken from the stable buffer where there is one, else from a tee'd branch.
+  const hashFeed = source === Source.pipe ? Feed.branch_hash : Feed.hash;
+  return { method, source, feeds, hashFeed, stable };
+}
+
+const fallbackErrnos = new Set<number>([
+  Errno.EINVAL,
+  Errno.ENOSYS,
+  Errno.EXDEV,
+  Errno.EPERM,
+  Errno.EBADF,
+  Errno.EOPNOTSUPP,
+]);
+
+/**
+ * Whether a failed splice()/tee() into a destination should fall back to
+ * read()+write() (as GNU cat and Go do): these errnos mean "this pair of fds
+ * cannot splice" (O_APPEND files, terminals, some filesystems), not "broken".
+ */
+export function shouldFallBack(feed: number, call: string, errno: number): boolean {
+  return (feed === Feed.tee || feed === Feed.branch_splice) &&
+    (call === "splice" || call === "tee") && fallbackErrnos.has(errno);
+}

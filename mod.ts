@@ -1,0 +1,35 @@
+/**
+ * onecopy: send one stream to many places with one copy, on Linux, using
+ * splice(2), tee(2) and vmsplice(2) through a tiny native shim.
+ *
+ * @example
+ * ```ts
+ * import { fanout } from "@onecopy/onecopy";
+ *
+ * // One file to two files and a TCP receiver, with a checksum of what was sent.
+ * const report = await fanout("/etc/hostname", ["/tmp/a.bin", "/tmp/b.bin"], {
+ *   checksum: "xxh64",
+ * });
+ * console.log(`${report.bytes} bytes by ${report.method}, xxh64 ${report.checksum?.hex}`);
+ * ```
+ *
+ * Needs `--allow-ffi` (the shim), `--allow-env` and `--allow-read`/`--allow-write`
+ * (its cache file, the files you send), and `--allow-net` only to resolve host names.
+ *
+ * @module
+ */
+
+export {
+  type DestinationReport,
+  type DestinationSpec,
+  fanout,
+  FanoutError,
+  type FanoutOptions,
+  type FanoutReport,
+  type SourceSpec,
+} from "./lib/fanout.ts";
+export { Fd, type FdKind, Listener } from "./lib/fd.ts";
+export { type Method, type UsedMethod } from "./lib/plan.ts";
+export { Checksum, type ChecksumAlgorithm, checksumAlgorithms } from "./lib/checksum.ts";
+export { splice, tee, vmsplice } from "./lib/transfer.ts";
+export { OnecopyError } from "./ffi/errors.ts";

@@ -1,0 +1,312 @@
+/** fanout(): correctness per method, size and destination kind (issue 3). */
+
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { Checksum, fanout, FanoutError, Fd, type Method } from "../mod.ts";
+import {
+  drain,
+  openFds,
+  patternBytes,
+  pipeConsumer,
+  sha256,
+  socketConsumer,
+  tempDir,
+} from "./helpers.ts";
+
+const methods: Method[] = ["auto", "pipe-tee", "vmsplice", "mmap-write", "copy"];
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const sizes = [
+  0,
+  1,
+  4095,
+  4096,
+  4097,
+  64 * KiB - 1,
+  64 * KiB + 1,
+  MiB - 1,
+  MiB + 1,
+  3 * MiB + 12345,
+];
+
+Deno.test("every method delivers every size byte for byte to files, and checksums it", async () => {
+  using dir = tempDir();
+  let seed = 1;
+  for (const size of [...sizes, Math.floor(Math.random() * 2 * MiB)]) {
+    const data = patternBytes(size, seed++);
+    const src = `${dir.path}/src-${size}`;
+    Deno.writeFileSync(src, data);
+    const want = sha256(data);
+    for (const method of methods) {
+      const outs = [`${dir.path}/a`, `${dir.path}/b`];
+      const report = await fanout(src, outs, { method, checksum: "sha256" });
+      const what = `${method}, ${size} bytes`;
+      assert.equal(report.bytes, size, what);
+      assert.equal(report.checksum?.hex, want, `checksum, ${what}`);
+      for (const [i, out] of outs.entries()) {
+        assert.equal(sha256(Deno.readFileSync(out)), want, `${out}, ${what}`);
+        assert.equal(report.destinations[i].bytes, size);
+        assert.equal(report.destinations[i].error, undefined);
+      }
+    }
+  }
+});
+
+Deno.test("every destination kind at once: pipes, TCP, Unix socket, files, /dev/null", async () => {
+  using dir = tempDir();
+  const data = patternBytes(5 * MiB + 77, 42);
+  const src = `${dir.path}/src`;
+  Deno.writeFileSync(src, data);
+  const want = sha256(data);
+  for (const method of methods) {
+    const pipes = [pipeConsumer(), pipeConsumer(64 * KiB)];
+    const tcp = await socketConsumer("tcp://127.0.0.1:0");
+    const unix = await socketConsumer(`unix:${dir.path}/sock-${method}`);
+    const file = `${dir.path}/out-${method}`;
+    using devnull = Fd.create("/dev/null");
+    const report = await fanout(
+      src,
+      [pipes[0].dest, pipes[1].dest, tcp.url, unix.url, file, devnull],
+      { method, checksum: "xxh64" },
+    );
+    pipes.forEach((p) => p.dest.close());
+    for (const result of [...pipes.map((p) => p.result), tcp.result, unix.result]) {
+      assert.deepEqual(await result, { bytes: data.length, sha256: want }, method);
+    }
+    assert.equal(sha256(Deno.readFileSync(file)), want);
+    assert.equal(report.checksum?.hex, new Checksum("xxh64").update(data).digest());
+    assert.ok(report.destinations.every((d) => d.bytes === data.length && !d.error), method);
+  }
+});
+
+Deno.test("auto picks pipe-tee for pipes and files, copy for sockets only", async () => {
+  using dir = tempDir();
+  const src = `${dir.path}/src`;
+  Deno.writeFileSync(src, patternBytes(100_000));
+  assert.equal((await fanout(src, [`${dir.path}/a`])).method, "pipe-tee");
+  const tcp = await socketConsumer("tcp://127.0.0.1:0");
+  assert.equal((await fanout(src, [tcp.url])).method, "copy");
+  assert.equal((await tcp.result).bytes, 100_000);
+});
+
+Deno.test("a source that is a pipe is tee'd straight from, with no copy", async () => {
+  const data = patternBytes(3 * MiB + 5, 9);
+  const [r, w] = Fd.pipe();
+  const writer = w.writable();
+  const feeding = ReadableStream.from([data.subarray(0, MiB), data.subarray(MiB)]).pipeTo(writer);
+  const outs = [pipeConsumer(), pipeConsumer()];
+  const report = await fanout(r, outs.map((o) => o.dest), { checksum: "sha256" });
+  await feeding;
+  r.close();
+  outs.forEach((o) => o.dest.close());
+  assert.equal(report.method, "pipe-tee");
+  assert.equal(report.bytes, data.length);
+  assert.equal(report.checksum?.hex, sha256(data));
+  for (const o of outs) assert.equal((await o.result).sha256, sha256(data));
+});
+
+Deno.test("pipe-tee, vmsplice, copy and auto stay identical while the source file is rewritten", async () => {
+  using dir = tempDir();
+  const size = 24 * MiB;
+  const src = `${dir.path}/src`;
+  for (const method of ["pipe-tee", "vmsplice", "copy", "auto"] as const) {
+    Deno.writeFileSync(src, patternBytes(size, 1));
+    const outs = [pipeConsumer(64 * KiB), pipeConsumer(64 * KiB), pipeConsumer(64 * KiB)];
+    let rewriting = true;
+    const rewriter = (async () => {
+      using f = await Deno.open(src, { write: true });
+      for (let round = 2; rewriting; round++) {
+        await f.seek(0, Deno.SeekMode.Start);
+        await f.write(patternBytes(size, round)); // same size, different bytes
+      }
+    })();
+    const report = await fanout(src, outs.map((o) => o.dest), { method, pipeSize: 64 * KiB });
+    rewriting = false;
+    await rewriter;
+    outs.forEach((o) => o.dest.close());
+    const results = await Promise.all(outs.map((o) => o.result));
+    assert.equal(report.bytes, size);
+    assert.ok(results.every((r) => r.bytes === size && r.sha256 === results[0].sha256), method);
+  }
+});
+
+Deno.test("vmsplice never rewrites pages a slow reader still holds", async () => {
+  using dir = tempDir();
+  const data = patternBytes(16 * MiB, 5);
+  const src = `${dir.path}/src`;
+  Deno.writeFileSync(src, data);
+  // Readers that start late: their pipes still reference earlier chunks' pages
+  // while later chunks are read. A reused buffer would show up as corruption.
+  const slow = [0, 1].map(() => {
+    const [r, w] = Fd.pipe({ size: MiB });
+    const result = (async () => {
+      await new Promise((ok) => setTimeout(ok, 200));
+      return (await drain(r.readable())).sha256;
+    })();
+    return { dest: w, result };
+  });
+  await fanout(src, slow.map((s) => s.dest), { method: "vmsplice" });
+  slow.forEach((s) => s.dest.close());
+  for (const s of slow) assert.equal(await s.result, sha256(data));
+});
+
+Deno.test("a failing destination is reported; the others still get every byte", async () => {
+  using dir = tempDir();
+  const data = patternBytes(4 * MiB, 3);
+  const src = `${dir.path}/src`;
+  Deno.writeFileSync(src, data);
+  for (const method of methods) {
+    const good = pipeConsumer();
+    const [r, w] = Fd.pipe();
+    r.close(); // a reader that went away: EPIPE
+    const err = await fanout(src, [good.dest, w, `${dir.path}/no/such/dir/x`, `${dir.path}/ok`], {
+      method,
+    })
+      .then(() => assert.fail("should reject"), (e) => e);
+    good.dest.close();
+    w.close();
+    assert.ok(err instanceof FanoutError, String(err));
+    const [a, b, c, d] = err.report.destinations;
+    assert.equal(a.bytes, data.length, method);
+    assert.equal(a.error, undefined);
+    assert.match(String(b.error?.message), /broken pipe \((tee|write): EPIPE\)/, method);
+    assert.match(String(c.error?.message), /no such file or directory \(open: ENOENT\)/);
+    assert.equal(d.bytes, data.length);
+    assert.equal((await good.result).sha256, sha256(data));
+    assert.equal(sha256(Deno.readFileSync(`${dir.path}/ok`)), sha256(data));
+  }
+});
+
+Deno.test("a refused connection is a failed destination with a clear message", async () => {
+  using dir = tempDir();
+  Deno.writeFileSync(`${dir.path}/src`, patternBytes(1000));
+  const err = await fanout(`${dir.path}/src`, ["tcp://127.0.0.1:1", `${dir.path}/ok`]).catch((e) =>
+    e
+  );
+  assert.ok(err instanceof FanoutError);
+  assert.match(
+    err.message,
+    /^tcp:\/\/127\.0\.0\.1:1: connection refused \(connect: ECONNREFUSED\)$/,
+  );
+  assert.equal(err.report.destinations[1].bytes, 1000);
+});
+
+Deno.test("O_APPEND destinations fall back from splice to write", async () => {
+  using dir = tempDir();
+  const data = patternBytes(2 * MiB + 3, 8);
+  Deno.writeFileSync(`${dir.path}/src`, data);
+  Deno.writeTextFileSync(`${dir.path}/log`, "head\n");
+  const report = await fanout(`${dir.path}/src`, [`${dir.path}/log`], {
+    method: "pipe-tee",
+    append: true,
+  });
+  assert.equal(report.destinations[0].bytes, data.length);
+  const got = Deno.readFileSync(`${dir.path}/log`);
+  assert.equal(new TextDecoder().decode(got.subarray(0, 5)), "head\n");
+  assert.equal(sha256(got.subarray(5)), sha256(data));
+});
+
+Deno.test("abort stops a stalled transfer within 100 ms and closes everything", async () => {
+  using dir = tempDir();
+  Deno.writeFileSync(`${dir.path}/src`, patternBytes(8 * MiB));
+  const before = openFds();
+  for (const method of methods) {
+    const [r, w] = Fd.pipe(); // nobody reads r: the destination stalls
+    const controller = new AbortController();
+    const running = fanout(`${dir.path}/src`, [w, `${dir.path}/out`], {
+      method,
+      signal: controller.signal,
+    });
+    await new Promise((ok) => setTimeout(ok, 150));
+    const t0 = performance.now();
+    controller.abort();
+    const err = await running.catch((e) => e);
+    const ms = performance.now() - t0;
+    assert.equal(err?.name, "AbortError", `${method}: ${err}`);
+    assert.ok(ms < 100, `${method}: aborted after ${ms.toFixed(0)} ms`);
+    r.close();
+    w.close();
+  }
+  assert.equal(openFds(), before);
+});
+
+Deno.test("a source that shrinks mid-transfer: mmap-write fails cleanly (no SIGBUS), reads stop at EOF", async () => {
+  using dir = tempDir();
+  const src = `${dir.path}/src`;
+  for (const method of ["mmap-write", "pipe-tee"] as const) {
+    Deno.writeFileSync(src, patternBytes(64 * MiB, 2));
+    const slow = [0, 1].map(() => {
+      const [r, w] = Fd.pipe({ size: 64 * KiB });
+      const result = (async () => {
+        const reader = r.readable(4096).getReader();
+        const hash = createHash("sha256");
+        for (let c = await reader.read(); !c.done; c = await reader.read()) {
+          hash.update(c.value);
+          await new Promise((ok) => setTimeout(ok, 1));
+        }
+        return hash.digest("hex");
+      })();
+      return { dest: w, result };
+    });
+    const running = fanout(src, slow.map((s) => s.dest), { method });
+    await new Promise((ok) => setTimeout(ok, 100));
+    Deno.truncateSync(src, 4096);
+    const outcome = await running.then((report) => report, (err) => err as Error);
+    slow.forEach((s) => s.dest.close());
+    const [a, b] = await Promise.all(slow.map((s) => s.result));
+    if (method === "mmap-write") {
+      assert.ok(outcome instanceof Error, "mmap-write should fail");
+      assert.match(outcome.message, /src: the source shrank during the transfer/);
+    } else {
+      assert.ok(!(outcome instanceof Error), `${outcome}`);
+      assert.ok(outcome.bytes < 64 * MiB, "stopped at the new end of file");
+      assert.equal(a, b, "both destinations got the same bytes");
+    }
+  }
+});
+
+Deno.test("no fd outlives a call, over many calls of every method", async () => {
+  using dir = tempDir();
+  Deno.writeFileSync(`${dir.path}/src`, patternBytes(70_000));
+  await fanout(`${dir.path}/src`, [`${dir.path}/warm`]); // loads the shim
+  const before = openFds();
+  for (let i = 0; i < 20; i++) {
+    for (const method of methods) {
+      await fanout(`${dir.path}/src`, [`${dir.path}/a`, `${dir.path}/b`], {
+        method,
+        checksum: "xxh3",
+      });
+    }
+  }
+  await fanout(`${dir.path}/src`, [`${dir.path}/no/dir`]).catch(() => {});
+  await fanout(`${dir.path}/missing`, [`${dir.path}/a`]).catch(() => {});
+  assert.equal(openFds(), before);
+});
+
+Deno.test("timers keep firing during a large fan-out", async () => {
+  using dir = tempDir();
+  Deno.writeFileSync(`${dir.path}/src`, patternBytes(256 * MiB));
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 10);
+  const t0 = performance.now();
+  const outs = [pipeConsumer(), pipeConsumer()];
+  using devnull = Fd.create("/dev/null");
+  const report = await fanout(`${dir.path}/src`, [...outs.map((o) => o.dest), devnull]);
+  outs.forEach((o) => o.dest.close());
+  await Promise.all(outs.map((o) => o.result));
+  clearInterval(timer);
+  const ms = performance.now() - t0;
+  assert.equal(report.bytes, 256 * MiB);
+  assert.ok(ticks >= ms / 10 / 4, `${ticks} ticks in ${ms.toFixed(0)} ms`);
+});
+
+Deno.test("bad input: a directory source, a bad URL, an unknown checksum", async () => {
+  using dir = tempDir();
+  await assert.rejects(fanout(dir.path, ["/dev/null"]), /is a directory/);
+  await assert.rejects(fanout("/etc/hostname", ["tcp://nohost"]), /expected tcp:\/\/HOST:PORT/);
+  await assert.rejects(fanout("/etc/hostname", ["http://x/y"]), /unsupported address/);
+  await assert.rejects(
+    fanout("/etc/hostname", ["/dev/null"], { checksum: "md5" as "sha256" }),
+    /unknown checksum/,
+  );
+});

@@ -1,0 +1,86 @@
+/** Shared test helpers: generated data, independent hashes, in-process consumers. */
+
+import { createHash } from "node:crypto";
+import { Fd } from "../mod.ts";
+
+/** Independent SHA-256 (node:crypto, not the shim), hex. */
+export function sha256(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+/** Deterministic pseudo-random bytes (xorshift32), so failures reproduce. */
+export function patternBytes(size: number, seed = 1): Uint8Array {
+  const out = new Uint8Array(size);
+  const words = new Uint32Array(out.buffer, 0, size >>> 2);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < words.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    words[i] = x >>> 0;
+  }
+  for (let i = words.length * 4; i < size; i++) out[i] = (i * 31 + seed) & 0xff;
+  return out;
+}
+
+/** A temporary directory removed by `using`. */
+export function tempDir(): { path: string; [Symbol.dispose](): void } {
+  const path = Deno.makeTempDirSync({ prefix: "onecopy-test-" });
+  return { path, [Symbol.dispose]: () => Deno.removeSync(path, { recursive: true }) };
+}
+
+/** Open fds of this process. */
+export function openFds(): number {
+  return [...Deno.readDirSync("/proc/self/fd")].length;
+}
+
+/** Reads a stream to the end and returns its length and SHA-256. */
+export async function drain(
+  stream: ReadableStream<Uint8Array>,
+): Promise<{ bytes: number; sha256: string }> {
+  const hash = createHash("sha256");
+  let bytes = 0;
+  for await (const chunk of stream) {
+    hash.update(chunk);
+    bytes += chunk.length;
+  }
+  return { bytes, sha256: hash.digest("hex") };
+}
+
+/** A pipe destination whose read end is drained (and hashed) in this process. */
+export function pipeConsumer(
+  size?: number,
+): { dest: Fd; result: Promise<{ bytes: number; sha256: string }> } {
+  const [r, w] = Fd.pipe({ size });
+  return { dest: w, result: drain(r.readable()) };
+}
+
+/** A TCP or Unix listener that drains (and hashes) one connection. */
+export async function socketConsumer(
+  url: string,
+): Promise<{ url: string; result: Promise<{ bytes: number; sha256: string }> }> {
+  const listener = await Fd.listen(url);
+  const result = (async () => {
+    try {
+      return await drain((await listener.accept()).readable());
+    } finally {
+      listener.close();
+    }
+  })();
+  return { url: listener.url, result };
+}
+
+/** Runs a Deno script in a subprocess with all permissions. */
+export async function runDeno(
+  args: string[],
+  options: Deno.CommandOptions = {},
+): Promise<Deno.CommandOutput> {
+  return await new Deno.Command(Deno.execPath(), {
+    args,
+    stdout: "piped",
+    stderr: "piped",
+    ...options,
+  }).output();
+}
+
+export const decoder = new TextDecoder();
