@@ -72,6 +72,7 @@ export const Source = {
   vmsplice: 2,
   read_buf: 3,
   mmap_buf: 4,
+  splice_in: 5,
 } as const;
 
 /** How a destination is fed (`enum Feed`). */

@@ -44,6 +44,11 @@ export interface FanoutOptions {
   pipeSize?: number;
   /** Open file destinations for appending instead of truncating them. */
   append?: boolean;
+  /**
+   * Called when a destination fails; return `"stop"` to end the whole transfer
+   * (the promise then rejects with the report). By default the others go on.
+   */
+  onDestinationError?: (target: string, error: Error) => "continue" | "stop";
 }
 
 /** What happened to one destination. */
@@ -342,7 +347,9 @@ async function runEngine(
         continue;
       }
       d.set("feed", Feed.dead);
-      reports[live[k].i].error = new OnecopyError(call, errno, reports[live[k].i].target);
+      const report = reports[live[k].i];
+      report.error = new OnecopyError(call, errno, report.target);
+      if (options.onDestinationError?.(report.target, report.error) === "stop") break;
       if (live.every((_, j) => dests[j].get("feed") === Feed.dead)) break;
     }
   } finally {

@@ -51,7 +51,12 @@ export interface Plan {
   stable: boolean;
 }
 
-const stageSources = new Set<number>([Source.pipe, Source.read_pipe, Source.vmsplice]);
+const stageSources = new Set<number>([
+  Source.pipe,
+  Source.read_pipe,
+  Source.vmsplice,
+  Source.splice_in,
+]);
 
 /** Whether an engine source mode uses the stage pipe. */
 export function usesStage(source: number): boolean {
@@ -70,7 +75,7 @@ export function choosePlan(method: Method, src: FdKind, dests: FdKind[]): Plan {
       if (!mappable) return plan("copy", Source.read_buf, writeFeeds, true);
       return plan("mmap-write", Source.mmap_buf, writeFeeds, false);
     case "pipe-tee":
-      return plan("pipe-tee", src === "pipe" ? Source.pipe : Source.read_pipe, stageFeeds, true);
+      return plan("pipe-tee", pipeSource(src), stageFeeds, true);
     case "vmsplice": {
       // Sockets are written from the fresh pages, not spliced: spliced pages
       // would stay pinned in the socket queue (and write() is faster here).
@@ -78,7 +83,10 @@ export function choosePlan(method: Method, src: FdKind, dests: FdKind[]): Plan {
       return plan("vmsplice", Source.vmsplice, feeds, true);
     }
     case "auto": {
-      if (src === "pipe") return plan("pipe-tee", Source.pipe, stageFeeds, true);
+      // A pipe or socket source needs no copy at all: tee() from it, or splice() it in.
+      if (pipeSource(src) !== Source.read_pipe) {
+        return plan("pipe-tee", pipeSource(src), stageFeeds, true);
+      }
       const writers = dests.map((k) => FEEDS[k].preferWrite);
       if (writers.every(Boolean)) return plan("copy", Source.read_buf, writeFeeds, true);
       // read() once into a buffer, write() that into the stage; writers take it from the buffer.
@@ -88,9 +96,22 @@ export function choosePlan(method: Method, src: FdKind, dests: FdKind[]): Plan {
   }
 }
 
+/**
+ * How pipe-tee takes its copy: a pipe is the stage itself; a socket is
+ * spliced into the stage (its queued bytes cannot change); anything else,
+ * files included (spliced page-cache pages could change under us), is read.
+ */
+function pipeSource(src: FdKind): SourceCode {
+  if (src === "pipe") return Source.pipe;
+  if (src === "tcp" || src === "unix") return Source.splice_in;
+  return Source.read_pipe;
+}
+
 function plan(method: UsedMethod, source: SourceCode, feeds: FeedCode[], stable: boolean): Plan {
   // A checksum is taken from the stable buffer where there is one, else from a tee'd branch.
-  const hashFeed = source === Source.pipe ? Feed.branch_hash : Feed.hash;
+  const hashFeed = source === Source.pipe || source === Source.splice_in
+    ? Feed.branch_hash
+    : Feed.hash;
   return { method, source, feeds, hashFeed, stable };
 }
 

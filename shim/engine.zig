@@ -31,6 +31,9 @@ pub const Source = enum(u32) {
     read_buf = 3,
     /// Destinations are written straight from a mapped window of the source (mmap-write).
     mmap_buf = 4,
+    /// splice() the source into the stage: no copy. Stable only for sources whose
+    /// bytes cannot change once queued (sockets), never for files.
+    splice_in = 5,
 };
 
 /// How one destination is fed.
@@ -215,6 +218,20 @@ fn sourceStep(job: *Job, ds: []Dest, w: *Waits, progress: *bool) ?Status {
     const stage = stageActive(job, ds);
     switch (src) {
         .pipe, .mmap_buf => {},
+        .splice_in => if (job.eof == 0 and job.tail - job.head < job.stage_size) {
+            // There is room, so EAGAIN can only mean the source has nothing yet.
+            const n = @min(job.chunk, job.stage_size - (job.tail - job.head));
+            const r = sys.splice(job.src_fd, job.stage_w, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (r > 0) {
+                job.tail += @intCast(r);
+                job.taken = job.tail;
+                progress.* = true;
+            } else if (r == 0) {
+                job.eof = 1;
+            } else if (r == -sys.EAGAIN) {
+                w.add(job.src_fd, POLLIN);
+            } else return fail(job, -1, .splice, r);
+        },
         .read_pipe, .vmsplice, .read_buf => {
             if (job.eof == 0 and roundFinished(job, ds, stage)) {
                 if (src == .vmsplice) {

@@ -1,0 +1,93 @@
+/**
+ * What the commands share: option checking, SIGINT, the JSON report.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import {
+  type ChecksumAlgorithm,
+  checksumAlgorithms,
+  type FanoutReport,
+  type Method,
+} from "../mod.ts";
+import { parseTarget } from "../lib/addr.ts";
+import { UsageError } from "./usage.ts";
+
+const methods: Method[] = ["auto", "pipe-tee", "vmsplice", "mmap-write", "copy"];
+
+/** parseArgs, strict, with its errors turned into one-line usage errors. */
+export function parse<T extends Parameters<typeof parseArgs>[0]>(config: T) {
+  try {
+    return parseArgs({ ...config, strict: true });
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    throw new UsageError(
+      message.split(". ")[0].replace(/^Unknown option '(.*)'.*/, "unknown option $1"),
+    );
+  }
+}
+
+/** Checks `--method`. */
+export function method(value: unknown): Method {
+  if (value === undefined) return "auto";
+  if (!methods.includes(value as Method)) {
+    throw new UsageError(`unknown method '${value}' (use ${methods.join(", ")})`);
+  }
+  return value as Method;
+}
+
+/** Checks `--checksum`. */
+export function checksum(value: unknown): ChecksumAlgorithm | undefined {
+  if (value === undefined) return undefined;
+  if (!checksumAlgorithms.includes(value as ChecksumAlgorithm)) {
+    throw new UsageError(`unknown checksum '${value}' (use ${checksumAlgorithms.join(", ")})`);
+  }
+  return value as ChecksumAlgorithm;
+}
+
+/** An AbortSignal that fires on SIGINT; `release()` removes the handler. */
+export function interruptSignal(): { signal: AbortSignal; release(): void } {
+  const controller = new AbortController();
+  const onInt = () => controller.abort();
+  Deno.addSignalListener("SIGINT", onInt);
+  return { signal: controller.signal, release: () => Deno.removeSignalListener("SIGINT", onInt) };
+}
+
+/** The `--json` report: plain data, errors as messages. */
+export function jsonReport(report: FanoutReport): string {
+  return JSON.stringify({
+    bytes: report.bytes,
+    method: report.method,
+    stable: report.stable,
+    checksum: report.checksum,
+    seconds: Number(report.seconds.toFixed(6)),
+    destinations: report.destinations.map((d) => ({
+      target: d.target,
+      bytes: d.bytes,
+      ...(d.error ? { error: d.error.message } : {}),
+    })),
+  });
+}
+
+/** The size of a regular file, for percent and ETA; undefined otherwise. */
+export function fileSize(path: string): number | undefined {
+  try {
+    const info = Deno.statSync(path);
+    return info.isFile ? info.size : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Checks destination addresses up front, so a bad URL is a usage error before any byte moves. */
+export function destinations(targets: string[]): string[] {
+  for (const t of targets) {
+    try {
+      parseTarget(t, "destination");
+    } catch (e) {
+      throw new UsageError(e instanceof Error ? e.message : String(e));
+    }
+  }
+  return targets;
+}

@@ -1,0 +1,89 @@
+/**
+ * `onecopy recv --listen ADDR`: accepts connections and writes each to its
+ * own file, spliced socket -> pipe -> file. The far end for demos and tests.
+ *
+ * @module
+ */
+
+import { fanout, Fd } from "../mod.ts";
+import { checksum, interruptSignal, parse } from "./common.ts";
+import { Exit, UsageError } from "./usage.ts";
+
+/** Runs `onecopy recv`; returns the exit code. */
+export async function recv(
+  args: string[],
+  out: (line: string) => void,
+  err: (line: string) => void,
+): Promise<number> {
+  const { values } = parse({
+    args,
+    allowPositionals: false,
+    options: {
+      listen: { type: "string" },
+      connections: { type: "string" },
+      out: { type: "string" },
+      checksum: { type: "string" },
+      json: { type: "boolean" },
+    },
+  });
+  if (!values.listen) throw new UsageError("recv needs --listen tcp://HOST:PORT or unix:PATH");
+  const count = Number(values.connections ?? 1);
+  if (!Number.isInteger(count) || count < 1) {
+    throw new UsageError(
+      `--connections wants a whole number from 1 up, not '${values.connections}'`,
+    );
+  }
+  const base = values.out ?? "-";
+  if (base === "-" && count > 1) throw new UsageError("--out - (stdout) takes one connection only");
+  const algorithm = checksum(values.checksum);
+  // Lines go to stderr when stdout carries the data.
+  const say = base === "-" ? err : out;
+  const interrupt = interruptSignal();
+  const listener = await Fd.listen(values.listen);
+  const results: { connection: number; bytes: number; checksum?: unknown; out: string }[] = [];
+  let code: number = Exit.ok;
+  const receive = async (conn: Fd, n: number) => {
+    const path = count === 1 ? base : `${base}.${n}`;
+    try {
+      const report = await fanout(conn, [path], {
+        method: "pipe-tee",
+        checksum: algorithm,
+        signal: interrupt.signal,
+      });
+      results.push({ connection: n, bytes: report.bytes, checksum: report.checksum, out: path });
+      if (!values.json) {
+        const sum = report.checksum ? ` ${report.checksum.algorithm} ${report.checksum.hex}` : "";
+        say(`${n} ${report.bytes}${sum} ${path}`);
+      }
+    } catch (e) {
+      if (interrupt.signal.aborted) throw e;
+      code = Exit.failed;
+      err(`onecopy: connection ${n}: ${e instanceof Error ? e.message : e}`);
+    } finally {
+      conn.close();
+    }
+  };
+  try {
+    err(`listening on ${listener.url}`);
+    const aborted = new Promise<never>((_, reject) =>
+      interrupt.signal.addEventListener("abort", () => reject(interrupt.signal.reason), {
+        once: true,
+      })
+    );
+    // Connections are served at once, not one after another: a sender fanning
+    // out to several of them moves at the pace of the slowest, so serving them
+    // in turn would deadlock.
+    const serving = [];
+    for (let n = 1; n <= count; n++) {
+      const conn = await Promise.race([listener.accept(), aborted]);
+      serving.push(receive(conn, n));
+    }
+    await Promise.all(serving);
+  } finally {
+    listener.close();
+    interrupt.release();
+  }
+  results.sort((a, b) => a.connection - b.connection);
+  if (values.json) say(JSON.stringify({ listen: values.listen, connections: results }));
+  return code;
+}

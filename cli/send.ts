@@ -1,0 +1,70 @@
+/**
+ * `onecopy send FILE|- --to DEST...`: one input to many destinations.
+ *
+ * @module
+ */
+
+import { fanout, FanoutError, type FanoutReport } from "../mod.ts";
+import { describeFailure } from "../lib/fanout.ts";
+import {
+  checksum,
+  destinations,
+  fileSize,
+  interruptSignal,
+  jsonReport,
+  method,
+  parse,
+} from "./common.ts";
+import { Progress } from "./progress.ts";
+import { Exit, UsageError } from "./usage.ts";
+
+/** Runs `onecopy send`; returns the exit code. */
+export async function send(
+  args: string[],
+  out: (line: string) => void,
+  err: (line: string) => void,
+): Promise<number> {
+  const { values, positionals } = parse({
+    args,
+    allowPositionals: true,
+    options: {
+      to: { type: "string", multiple: true },
+      append: { type: "boolean", short: "a" },
+      method: { type: "string" },
+      checksum: { type: "string" },
+      progress: { type: "boolean" },
+      json: { type: "boolean" },
+    },
+  });
+  if (positionals.length !== 1) {
+    throw new UsageError(
+      positionals.length ? "send takes one input (FILE or -)" : "send needs an input (FILE or -)",
+    );
+  }
+  const to = values.to ?? [];
+  if (to.length === 0) throw new UsageError("send needs at least one --to DEST");
+  const [input] = positionals;
+  const interrupt = interruptSignal();
+  const progress = new Progress({ force: values.progress === true, total: fileSize(input) });
+  let report: FanoutReport;
+  try {
+    report = await fanout(input, destinations(to), {
+      append: values.append,
+      checksum: checksum(values.checksum),
+      method: method(values.method),
+      signal: interrupt.signal,
+      onProgress: (n) => progress.update(n),
+    });
+  } catch (e) {
+    if (!(e instanceof FanoutError)) throw e;
+    report = e.report;
+  } finally {
+    progress.done();
+    interrupt.release();
+  }
+  const failed = report.destinations.filter((d) => d.error);
+  for (const d of failed) err(`onecopy: ${describeFailure(d.target, d.error)}`);
+  if (values.json) out(jsonReport(report));
+  else if (report.checksum) out(`${report.checksum.algorithm} ${report.checksum.hex}`);
+  return failed.length ? Exit.failed : Exit.ok;
+}

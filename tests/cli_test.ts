@@ -1,0 +1,223 @@
+/** The onecopy command, black-box through Deno.Command (issue 4). */
+
+import assert from "node:assert/strict";
+import { decoder, patternBytes, sha256, tempDir } from "./helpers.ts";
+
+const main = new URL("../cli/main.ts", import.meta.url).pathname;
+const deno = Deno.execPath();
+
+interface Run {
+  code: number;
+  stdout: Uint8Array;
+  out: string;
+  err: string;
+}
+
+/** Runs a shell line in which `onecopy` is the CLI. */
+async function sh(line: string, cwd?: string): Promise<Run> {
+  const onecopy = `'${deno}' run -A '${main}'`;
+  const cmd = new Deno.Command("bash", {
+    args: ["-c", `onecopy() { ${onecopy} "$@"; }; ${line}`],
+    cwd,
+    stdout: "piped",
+    stderr: "piped",
+  });
+  const { code, stdout, stderr } = await cmd.output();
+  return { code, stdout, out: decoder.decode(stdout), err: decoder.decode(stderr) };
+}
+
+function fixture(dir: string, size = 3 * 1024 * 1024 + 17): { path: string; sha: string } {
+  const data = patternBytes(size, 11);
+  Deno.writeFileSync(`${dir}/in.bin`, data);
+  return { path: `${dir}/in.bin`, sha: sha256(data) };
+}
+
+Deno.test("tee: a pipe on stdin to stdout and files, with a checksum on stderr", async () => {
+  using dir = tempDir();
+  const { path, sha } = fixture(dir.path);
+  const r = await sh(`cat '${path}' | onecopy tee --checksum sha256 a.bin b.bin`, dir.path);
+  assert.equal(r.code, 0, r.err);
+  assert.equal(sha256(r.stdout), sha);
+  assert.equal(sha256(Deno.readFileSync(`${dir.path}/a.bin`)), sha);
+  assert.equal(sha256(Deno.readFileSync(`${dir.path}/b.bin`)), sha);
+  assert.equal(r.err.trim(), `sha256 ${sha}`);
+});
+
+Deno.test("tee: consumers that are other processes, through >(cmd)", async () => {
+  using dir = tempDir();
+  const { path, sha } = fixture(dir.path);
+  const r = await sh(
+    `onecopy tee >(sha256sum > s1) >(sha256sum > s2) < '${path}' | sha256sum > s3; sleep 0.3`,
+    dir.path,
+  );
+  assert.equal(r.code, 0, r.err);
+  for (const f of ["s1", "s2", "s3"]) {
+    assert.equal(Deno.readTextFileSync(`${dir.path}/${f}`).split(" ")[0], sha, f);
+  }
+});
+
+Deno.test("tee -a appends; --json reports on stderr", async () => {
+  using dir = tempDir();
+  const { path, sha } = fixture(dir.path, 5000);
+  Deno.writeTextFileSync(`${dir.path}/log`, "first\n");
+  const r = await sh(`onecopy tee -a --json log < '${path}' > /dev/null`, dir.path);
+  assert.equal(r.code, 0, r.err);
+  const log = Deno.readFileSync(`${dir.path}/log`);
+  assert.equal(decoder.decode(log.subarray(0, 6)), "first\n");
+  assert.equal(sha256(log.subarray(6)), sha);
+  const report = JSON.parse(r.err);
+  assert.equal(report.bytes, 5000);
+  assert.deepEqual(report.destinations.map((d: { bytes: number }) => d.bytes), [5000, 5000]);
+});
+
+Deno.test("tee: a reader that goes away (| head) ends quietly; --output-error=warn reports it", async () => {
+  using dir = tempDir();
+  const { path } = fixture(dir.path, 20 * 1024 * 1024);
+  const quiet = await sh(`onecopy tee < '${path}' | head -c 10 | wc -c; exit \${PIPESTATUS[0]}`);
+  assert.equal(quiet.code, 0, quiet.err);
+  assert.equal(quiet.out.trim(), "10");
+  assert.equal(quiet.err, "");
+  const warn = await sh(
+    `onecopy tee --output-error=warn < '${path}' | head -c 10 > /dev/null; exit \${PIPESTATUS[0]}`,
+  );
+  assert.equal(warn.code, 1);
+  assert.match(warn.err, /^onecopy: stdout: broken pipe \((tee|splice|write): EPIPE\)$/m);
+});
+
+Deno.test("send to recv over TCP and a Unix socket, checksums matching", async () => {
+  using dir = tempDir();
+  const { path, sha } = fixture(dir.path);
+  for (const addr of ["tcp://127.0.0.1:0", `unix:${dir.path}/sock`]) {
+    const recv = new Deno.Command(deno, {
+      args: [
+        "run",
+        "-A",
+        main,
+        "recv",
+        "--listen",
+        addr,
+        "--connections",
+        "2",
+        "--out",
+        `${dir.path}/got`,
+        "--checksum",
+        "sha256",
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const errLines = recv.stderr.pipeThrough(new TextDecoderStream()).getReader();
+    const first = (await errLines.read()).value ?? "";
+    const url = /listening on (\S+)/.exec(first)?.[1];
+    assert.ok(url, first);
+    const s = await sh(
+      `onecopy send '${path}' --to '${url}' --to '${url}' --to copy.bin --checksum sha256`,
+      dir.path,
+    );
+    assert.equal(s.code, 0, s.err);
+    assert.equal(s.out.trim(), `sha256 ${sha}`);
+    const [status, text] = await Promise.all([recv.status, new Response(recv.stdout).text()]);
+    await errLines.cancel();
+    assert.equal(status.code, 0);
+    const lines = text.trim().split("\n").sort();
+    assert.deepEqual(
+      lines,
+      [1, 2].map((n) => `${n} ${3 * 1024 * 1024 + 17} sha256 ${sha} ${dir.path}/got.${n}`),
+    );
+    for (const n of [1, 2]) assert.equal(sha256(Deno.readFileSync(`${dir.path}/got.${n}`)), sha);
+  }
+});
+
+Deno.test("send --json, every method", async () => {
+  using dir = tempDir();
+  const { path, sha } = fixture(dir.path);
+  for (const method of ["auto", "pipe-tee", "vmsplice", "mmap-write", "copy"]) {
+    const r = await sh(
+      `onecopy send '${path}' --to a --to - --method ${method} --json > out.json`,
+      dir.path,
+    );
+    assert.equal(r.code, 0, r.err);
+    assert.equal(sha256(Deno.readFileSync(`${dir.path}/a`)), sha);
+  }
+  const json = await sh(`onecopy send '${path}' --to a --checksum xxh64 --json`, dir.path);
+  const report = JSON.parse(json.out);
+  assert.equal(report.bytes, 3 * 1024 * 1024 + 17);
+  assert.equal(report.checksum.algorithm, "xxh64");
+  assert.equal(report.destinations[0].target, "a");
+});
+
+Deno.test("errors: one line, the documented exit code, no stack trace", async () => {
+  using dir = tempDir();
+  const { path } = fixture(dir.path, 1000);
+  const cases: [string, number, RegExp][] = [
+    ["onecopy bogus", 2, /^onecopy: unknown command 'bogus'\nTry 'onecopy --help'\.$/],
+    ["onecopy tee --frob", 2, /^onecopy: unknown option --frob\n/],
+    [`onecopy send '${path}'`, 2, /^onecopy: send needs at least one --to DEST\n/],
+    ["onecopy send --to x", 2, /^onecopy: send needs an input \(FILE or -\)\n/],
+    [`onecopy send '${path}' --to tcp://x`, 2, /^onecopy: tcp:\/\/x: expected tcp:\/\/HOST:PORT/],
+    [`onecopy send '${path}' --to a --method fast`, 2, /^onecopy: unknown method 'fast'/],
+    [`onecopy send '${path}' --to a --checksum md5`, 2, /^onecopy: unknown checksum 'md5'/],
+    ["onecopy recv", 2, /^onecopy: recv needs --listen/],
+    [
+      "onecopy send missing.bin --to a",
+      1,
+      /^onecopy: missing\.bin: no such file or directory \(open: ENOENT\)$/,
+    ],
+    [`onecopy send '${dir.path}' --to a`, 1, /: is a directory/],
+    [
+      `onecopy send '${path}' --to /proc/no/such --to ok`,
+      1,
+      /^onecopy: \/proc\/no\/such: no such file/,
+    ],
+    [
+      `onecopy send '${path}' --to tcp://127.0.0.1:1 --to ok2`,
+      1,
+      /^onecopy: tcp:\/\/127\.0\.0\.1:1: connection refused/,
+    ],
+  ];
+  for (const [line, code, message] of cases) {
+    const r = await sh(line, dir.path);
+    assert.equal(r.code, code, `${line}: ${r.err}`);
+    assert.match(r.err.trimEnd(), message, line);
+    assert.doesNotMatch(r.err, /^\s+at .*:\d+:\d+\)?$/m, "no stack trace");
+  }
+  assert.equal(
+    Deno.readFileSync(`${dir.path}/ok`).length,
+    1000,
+    "the other destination still got every byte",
+  );
+  assert.equal(Deno.readFileSync(`${dir.path}/ok2`).length, 1000);
+});
+
+Deno.test("--help, CMD --help and --version", async () => {
+  const help = await sh("onecopy --help");
+  assert.equal(help.code, 0);
+  assert.match(help.out, /Exit codes: 0 success; 1/);
+  for (const cmd of ["tee", "send", "recv"]) {
+    const r = await sh(`onecopy ${cmd} --help`);
+    assert.equal(r.code, 0);
+    assert.match(r.out, new RegExp(`^Usage: onecopy ${cmd}`));
+  }
+  assert.equal((await sh("onecopy --version")).out.trim(), "onecopy 0.1.0");
+  assert.equal((await sh("onecopy")).code, 2);
+});
+
+Deno.test("SIGINT: exit 130, nothing left behind", async () => {
+  const child = new Deno.Command(deno, {
+    args: ["run", "-A", main, "tee"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new Uint8Array(1000));
+  const reader = child.stdout.getReader();
+  assert.equal((await reader.read()).value?.length, 1000);
+  child.kill("SIGINT");
+  const status = await child.status;
+  reader.releaseLock();
+  await child.stdout.cancel();
+  await child.stderr.cancel();
+  await writer.close().catch(() => {});
+  assert.equal(status.code, 130);
+});
