@@ -1,0 +1,134 @@
+/**
+ * `deno task bench`: fanout() of a page-cached file to N destinations of each
+ * kind, per method, in groups whose baseline is what a Deno user writes today
+ * without onecopy (read with Deno.FsFile, write to each destination; for
+ * streams, ReadableStream.tee()). Compare within a group: ratios, not times.
+ *
+ * @module
+ */
+
+import { fanout, type Method } from "../mod.ts";
+
+const MiB = 1 << 20;
+const size = 64 * MiB;
+const dir = Deno.makeTempDirSync({ prefix: "onecopy-bench-" });
+const input = `${dir}/input.bin`;
+Deno.writeFileSync(input, new Uint8Array(size).map((_, i) => (i * 2654435761) >>> 24));
+const methods: Method[] = ["auto", "pipe-tee", "vmsplice", "mmap-write", "copy"];
+const options = { n: 5, warmup: 1 };
+
+/** N `cat > /dev/null` processes reading FIFOs: pipes drained by other processes. */
+async function pipeSinks(n: number): Promise<{ paths: string[]; done: Promise<unknown> }> {
+  const paths = Array.from({ length: n }, (_, i) => `${dir}/fifo${i}`);
+  const children = [];
+  for (const p of paths) {
+    try {
+      Deno.removeSync(p);
+    } catch { /* first use */ }
+    await new Deno.Command("mkfifo", { args: [p] }).output();
+    children.push(
+      new Deno.Command("sh", { args: ["-c", `cat < '${p}' > /dev/null`] }).spawn().status,
+    );
+  }
+  return { paths, done: Promise.all(children) };
+}
+
+/** N loopback TCP receivers in a child process (so their reading does not share our thread). */
+async function tcpSinks(n: number): Promise<{ paths: string[]; done: Promise<unknown> }> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("../cli/main.ts", import.meta.url).pathname,
+      "recv",
+      "--listen",
+      "tcp://127.0.0.1:0",
+      "--connections",
+      String(n),
+      "--out",
+      "/dev/null",
+    ],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  const url = /listening on (\S+)/.exec((await reader.read()).value ?? "")![1];
+  reader.releaseLock();
+  return { paths: Array(n).fill(url), done: child.status.finally(() => child.stderr.cancel()) };
+}
+
+/** Baseline: Deno.FsFile reads, one write per destination per chunk. */
+async function denoNative(paths: string[]) {
+  using src = await Deno.open(input);
+  const outs = await Promise.all(
+    paths.map((p) =>
+      p.startsWith("tcp://")
+        ? Deno.connect({ hostname: "127.0.0.1", port: Number(p.split(":")[2]) })
+        : Deno.open(p, { write: true, create: true, truncate: !p.includes("fifo") })
+    ),
+  );
+  const buf = new Uint8Array(MiB);
+  for (let n; (n = await src.read(buf)) !== null;) {
+    await Promise.all(outs.map(async (o) => {
+      for (let off = 0; off < n;) off += await o.write(buf.subarray(off, n));
+    }));
+  }
+  outs.forEach((o) => o.close());
+}
+
+const kinds = {
+  pipe: pipeSinks,
+  file: (n: number) =>
+    Promise.resolve({
+      paths: Array.from({ length: n }, (_, i) => `${dir}/out${i}`),
+      done: Promise.resolve(),
+    }),
+  tcp: tcpSinks,
+};
+
+for (const [kind, sinks] of Object.entries(kinds)) {
+  for (const n of [1, 2, 4, 8]) {
+    const group = `${kind} x${n}`;
+    Deno.bench(
+      `deno native (FsFile read + ${n} writes)`,
+      { group, baseline: true, ...options },
+      async (b) => {
+        const s = await sinks(n);
+        b.start();
+        await denoNative(s.paths);
+        await s.done;
+        b.end();
+      },
+    );
+    for (const method of methods) {
+      Deno.bench(`fanout ${method}`, { group, ...options }, async (b) => {
+        const s = await sinks(n);
+        b.start();
+        await fanout(input, s.paths, { method });
+        await s.done;
+        b.end();
+      });
+    }
+  }
+}
+
+Deno.bench(
+  "ReadableStream.tee() to 2 files",
+  { group: "streams", baseline: true, ...options },
+  async () => {
+    const [a, b] = (await Deno.open(input)).readable.tee();
+    await Promise.all([
+      a.pipeTo(
+        (await Deno.open(`${dir}/s1`, { write: true, create: true, truncate: true })).writable,
+      ),
+      b.pipeTo(
+        (await Deno.open(`${dir}/s2`, { write: true, create: true, truncate: true })).writable,
+      ),
+    ]);
+  },
+);
+Deno.bench("fanout auto to 2 files", { group: "streams", ...options }, async () => {
+  await fanout(input, [`${dir}/s1`, `${dir}/s2`]);
+});
+
+globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
