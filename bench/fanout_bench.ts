@@ -53,8 +53,7 @@ async function tcpSinks(n: number): Promise<{ paths: string[]; done: Promise<unk
   }).spawn();
   const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
   const url = /listening on (\S+)/.exec((await reader.read()).value ?? "")![1];
-  reader.releaseLock();
-  return { paths: Array(n).fill(url), done: child.status.finally(() => child.stderr.cancel()) };
+  return { paths: Array(n).fill(url), done: child.status.finally(() => reader.cancel()) };
 }
 
 /** Baseline: Deno.FsFile reads, one write per destination per chunk. */

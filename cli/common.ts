@@ -8,6 +8,7 @@ import { parseArgs } from "node:util";
 import {
   type ChecksumAlgorithm,
   checksumAlgorithms,
+  FanoutError,
   type FanoutReport,
   type Method,
 } from "../mod.ts";
@@ -90,4 +91,14 @@ export function destinations(targets: string[]): string[] {
     }
   }
   return targets;
+}
+
+/** Awaits a fan-out and returns its report, whether or not some destinations failed. */
+export async function reportOf(run: Promise<FanoutReport>): Promise<FanoutReport> {
+  try {
+    return await run;
+  } catch (e) {
+    if (e instanceof FanoutError) return e.report;
+    throw e;
+  }
 }

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { fanout, FanoutError, type FanoutReport } from "../mod.ts";
+import { fanout, type FanoutReport } from "../mod.ts";
 import { describeFailure } from "../lib/fanout.ts";
 import {
   checksum,
@@ -14,6 +14,7 @@ import {
   jsonReport,
   method,
   parse,
+  reportOf,
 } from "./common.ts";
 import { Progress } from "./progress.ts";
 import { Exit, UsageError } from "./usage.ts";
@@ -48,16 +49,13 @@ export async function send(
   const progress = new Progress({ force: values.progress === true, total: fileSize(input) });
   let report: FanoutReport;
   try {
-    report = await fanout(input, destinations(to), {
+    report = await reportOf(fanout(input, destinations(to), {
       append: values.append,
       checksum: checksum(values.checksum),
       method: method(values.method),
       signal: interrupt.signal,
       onProgress: (n) => progress.update(n),
-    });
-  } catch (e) {
-    if (!(e instanceof FanoutError)) throw e;
-    report = e.report;
+    }));
   } finally {
     progress.done();
     interrupt.release();

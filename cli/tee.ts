@@ -5,9 +5,17 @@
  * @module
  */
 
-import { fanout, FanoutError, type FanoutReport, Fd, OnecopyError } from "../mod.ts";
+import { fanout, type FanoutReport, Fd, OnecopyError } from "../mod.ts";
 import { describeFailure } from "../lib/fanout.ts";
-import { checksum, destinations, interruptSignal, jsonReport, method, parse } from "./common.ts";
+import {
+  checksum,
+  destinations,
+  interruptSignal,
+  jsonReport,
+  method,
+  parse,
+  reportOf,
+} from "./common.ts";
 import { Progress } from "./progress.ts";
 import { Exit, UsageError } from "./usage.ts";
 
@@ -45,7 +53,7 @@ export async function tee(args: string[], err: (line: string) => void): Promise<
   const progress = new Progress({ force: values.progress === true });
   let report: FanoutReport;
   try {
-    report = await fanout(Fd.stdin(), [Fd.stdout(), ...destinations(positionals)], {
+    report = await reportOf(fanout(Fd.stdin(), [Fd.stdout(), ...destinations(positionals)], {
       append: values.append,
       checksum: checksum(values.checksum),
       method: method(values.method),
@@ -57,10 +65,7 @@ export async function tee(args: string[], err: (line: string) => void): Promise<
           (mode.startsWith("exit") && !(quietPipes && isEpipe(e)))
           ? "stop"
           : "continue",
-    });
-  } catch (e) {
-    if (!(e instanceof FanoutError)) throw e;
-    report = e.report;
+    }));
   } finally {
     progress.done();
     interrupt.release();

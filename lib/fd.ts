@@ -165,46 +165,23 @@ export class Fd {
 
   /** Connects to `tcp://host:port` or `unix:/path`; the socket is non-blocking. */
   static async connect(url: string): Promise<Fd> {
-    const target = parseTarget(url, "destination");
-    if (target.kind !== "tcp" && target.kind !== "unix") {
-      throw new TypeError(`${url}: not a tcp:// or unix: address`);
-    }
-    const addr = target.kind === "unix"
-      ? sockaddrUnix(target.path)
-      : sockaddrIp(await resolveHost(target.host), target.port);
-    const fd = raw.socket(sockaddrFamily(addr), raw.SOCK_STREAM);
-    const sock = new Fd(fd, { owned: true, label: url, kind: target.kind });
-    try {
-      await raw.connectAsync(fd, addr, url);
-      if (target.kind === "tcp") raw.setsockoptInt(fd, raw.IPPROTO_TCP, raw.TCP_NODELAY, 1);
-      raw.setNonBlocking(fd, true);
-    } catch (err) {
-      sock.close();
-      throw err;
-    }
-    return sock;
+    const { sock, addr, kind } = await newSocket(url, "destination");
+    return await settingUp(sock, async () => {
+      await raw.connectAsync(sock.fd, addr, url);
+      if (kind === "tcp") raw.setsockoptInt(sock.fd, raw.IPPROTO_TCP, raw.TCP_NODELAY, 1);
+      raw.setNonBlocking(sock.fd, true);
+    });
   }
 
   /** Listens on `tcp://host:port` (port 0: any free port) or `unix:/path`. */
   static async listen(url: string, backlog = 128): Promise<Listener> {
-    const target = parseTarget(url, "listen");
-    if (target.kind !== "tcp" && target.kind !== "unix") {
-      throw new TypeError(`${url}: not a tcp:// or unix: address`);
-    }
-    const addr = target.kind === "unix"
-      ? sockaddrUnix(target.path)
-      : sockaddrIp(await resolveHost(target.host), target.port);
-    const fd = raw.socket(sockaddrFamily(addr), raw.SOCK_STREAM);
-    const sock = new Fd(fd, { owned: true, label: url, kind: target.kind });
-    try {
-      if (target.kind === "tcp") raw.setsockoptInt(fd, raw.SOL_SOCKET, raw.SO_REUSEADDR, 1);
-      raw.bind(fd, addr, url);
-      raw.listen(fd, backlog);
-    } catch (err) {
-      sock.close();
-      throw err;
-    }
-    return new Listener(sock, target.kind);
+    const { sock, addr, kind } = await newSocket(url, "listen");
+    await settingUp(sock, () => {
+      if (kind === "tcp") raw.setsockoptInt(sock.fd, raw.SOL_SOCKET, raw.SO_REUSEADDR, 1);
+      raw.bind(sock.fd, addr, url);
+      raw.listen(sock.fd, backlog);
+    });
+    return new Listener(sock, kind);
   }
 
   /** Borrows fd 0; never closed by onecopy. */
@@ -293,6 +270,34 @@ export class Listener {
   /** Same as `close()`, for `using`. */
   [Symbol.dispose](): void {
     this.close();
+  }
+}
+
+/** A new socket for a `tcp://` or `unix:` address, and the sockaddr to connect or bind to. */
+async function newSocket(url: string, role: "destination" | "listen") {
+  const target = parseTarget(url, role);
+  if (target.kind !== "tcp" && target.kind !== "unix") {
+    throw new TypeError(`${url}: not a tcp:// or unix: address`);
+  }
+  const addr = target.kind === "unix"
+    ? sockaddrUnix(target.path)
+    : sockaddrIp(await resolveHost(target.host), target.port);
+  const fd = raw.socket(sockaddrFamily(addr), raw.SOCK_STREAM);
+  return {
+    sock: new Fd(fd, { owned: true, label: url, kind: target.kind }),
+    addr,
+    kind: target.kind,
+  };
+}
+
+/** Runs `setup` on a fresh socket; closes the socket if it fails. */
+async function settingUp(sock: Fd, setup: () => void | Promise<void>): Promise<Fd> {
+  try {
+    await setup();
+    return sock;
+  } catch (err) {
+    sock.close();
+    throw err;
   }
 }
 

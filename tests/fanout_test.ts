@@ -79,11 +79,15 @@ Deno.test("every destination kind at once: pipes, TCP, Unix socket, files, /dev/
   }
 });
 
-Deno.test("auto picks pipe-tee for pipes and files, copy for sockets only", async () => {
+Deno.test("auto picks pipe-tee when a pipe is among the destinations, copy for files and sockets", async () => {
   using dir = tempDir();
   const src = `${dir.path}/src`;
   Deno.writeFileSync(src, patternBytes(100_000));
-  assert.equal((await fanout(src, [`${dir.path}/a`])).method, "pipe-tee");
+  assert.equal((await fanout(src, [`${dir.path}/a`])).method, "copy");
+  const pipe = pipeConsumer();
+  assert.equal((await fanout(src, [pipe.dest, `${dir.path}/b`])).method, "pipe-tee");
+  pipe.dest.close();
+  assert.equal((await pipe.result).bytes, 100_000);
   const tcp = await socketConsumer("tcp://127.0.0.1:0");
   assert.equal((await fanout(src, [tcp.url])).method, "copy");
   assert.equal((await tcp.result).bytes, 100_000);
