@@ -5,7 +5,8 @@
  * @module
  */
 
-import { fanout, type FanoutReport, Fd, OnecopyError } from "../mod.ts";
+import { fanout, type FanoutReport, Fd } from "../mod.ts";
+import { hasCode } from "../ffi/errors.ts";
 import { describeFailure } from "../lib/fanout.ts";
 import {
   checksum,
@@ -23,7 +24,7 @@ type Mode = "default" | "warn" | "warn-nopipe" | "exit" | "exit-nopipe";
 const modes: Mode[] = ["warn", "warn-nopipe", "exit", "exit-nopipe"];
 
 function isEpipe(err: Error | undefined): boolean {
-  return err instanceof OnecopyError && err.code === "EPIPE";
+  return hasCode(err, "EPIPE");
 }
 
 /** Runs `onecopy tee`; returns the exit code. */

@@ -119,6 +119,11 @@ export class OnecopyError extends Error {
   }
 }
 
+/** Whether `err` is an `OnecopyError` with this symbolic code, e.g. `"EAGAIN"`. */
+export function hasCode(err: unknown, code: string): boolean {
+  return err instanceof OnecopyError && err.code === code;
+}
+
 /** Returns `r` as a number, or throws an `OnecopyError` if it is `-errno`. */
 export function check(r: number | bigint, syscall: string, what?: string): number {
   const n = Number(r);

@@ -282,11 +282,12 @@ async function runEngine(
   job.set("map_len", windowBytes);
   if (src.kind === "file") job.set("src_size", raw.statx(src.fd).size);
   if (src.kind !== "file" && isBlocking(src.fd)) job.set("src_flags", SRC_MAY_BLOCK);
+  // A chunk-sized buffer the shim reads and writes; kept referenced until the end.
+  const scratch = () => address(keep[keep.push(new Uint8Array(chunk)) - 1]);
   if (plan.source === Source.read_pipe || plan.source === Source.read_buf) {
-    job.set("buf", address(keep[keep.push(new Uint8Array(chunk)) - 1]));
+    job.set("buf", scratch());
   }
 
-  const scratch = () => address(keep[keep.push(new Uint8Array(chunk)) - 1]);
   const branch = (k: number) => {
     const [r, w] = privatePipe(stageSize, owned, "branch pipe");
     dests[k].set("branch_r", r);

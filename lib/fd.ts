@@ -7,7 +7,7 @@
  */
 
 import * as raw from "../ffi/raw.ts";
-import { OnecopyError } from "../ffi/errors.ts";
+import { hasCode } from "../ffi/errors.ts";
 import {
   parseTarget,
   resolveHost,
@@ -306,7 +306,7 @@ export function growPipe(fd: number, size: number): number {
   try {
     return raw.setPipeSize(fd, size);
   } catch (err) {
-    if (err instanceof OnecopyError && err.code === "EPERM") return raw.getPipeSize(fd);
+    if (hasCode(err, "EPERM")) return raw.getPipeSize(fd);
     throw err;
   }
 }
@@ -329,10 +329,6 @@ function detectKind(fd: number): FdKind {
   }
 }
 
-function isAgain(err: unknown): boolean {
-  return err instanceof OnecopyError && err.code === "EAGAIN";
-}
-
 // Waits are bounded so that no worker-thread poll outlives a cancelled stream
 // (a pending FFI call would keep the process alive).
 const waitMs = 100;
@@ -346,7 +342,7 @@ async function readWhenReady(fd: Fd, buf: Uint8Array): Promise<number> {
   try {
     return raw.read(fd.fd, buf);
   } catch (err) {
-    if (isAgain(err)) return -1;
+    if (hasCode(err, "EAGAIN")) return -1;
     throw err;
   }
 }
@@ -362,7 +358,7 @@ async function writeWhenReady(fd: Fd, chunk: Uint8Array): Promise<number> {
   try {
     return raw.write(fd.fd, chunk.subarray(0, len));
   } catch (err) {
-    if (isAgain(err)) return 0;
+    if (hasCode(err, "EAGAIN")) return 0;
     throw err;
   }
 }

@@ -7,15 +7,11 @@
  */
 
 import * as raw from "../ffi/raw.ts";
-import { OnecopyError } from "../ffi/errors.ts";
+import { hasCode } from "../ffi/errors.ts";
 import type { Fd } from "./fd.ts";
 
 const flags = raw.SPLICE_F_NONBLOCK | raw.SPLICE_F_MOVE;
 const waitMs = 100;
-
-function isAgain(err: unknown): boolean {
-  return err instanceof OnecopyError && err.code === "EAGAIN";
-}
 
 async function waitFor(fds: raw.PollRequest[]): Promise<void> {
   await raw.pollAsync(fds, waitMs);
@@ -40,7 +36,7 @@ export async function splice(from: Fd, to: Fd, len: number): Promise<number> {
     try {
       n = raw.splice(from.fd, to.fd, len - moved, flags);
     } catch (err) {
-      if (!isAgain(err)) throw err;
+      if (!hasCode(err, "EAGAIN")) throw err;
       await waitFor([{ fd: from.fd, events: raw.POLLIN }, { fd: to.fd, events: raw.POLLOUT }]);
       continue;
     }
@@ -70,7 +66,7 @@ export async function tee(from: Fd, to: Fd, len: number): Promise<number> {
     try {
       return raw.tee(from.fd, to.fd, len, raw.SPLICE_F_NONBLOCK);
     } catch (err) {
-      if (!isAgain(err)) throw err;
+      if (!hasCode(err, "EAGAIN")) throw err;
       await waitFor([{ fd: from.fd, events: raw.POLLIN }, { fd: to.fd, events: raw.POLLOUT }]);
     }
   }
@@ -94,7 +90,7 @@ export async function vmsplice(to: Fd, buf: Uint8Array): Promise<void> {
     try {
       off += raw.vmsplice(to.fd, buf.subarray(off), raw.SPLICE_F_NONBLOCK);
     } catch (err) {
-      if (!isAgain(err)) throw err;
+      if (!hasCode(err, "EAGAIN")) throw err;
       await waitFor([{ fd: to.fd, events: raw.POLLOUT }]);
     }
   }
