@@ -9,6 +9,14 @@ import { fanout, Fd } from "../mod.ts";
 import { checksum, interruptSignal, parse } from "./common.ts";
 import { Exit, UsageError } from "./usage.ts";
 
+function isDevice(path: string): boolean {
+  try {
+    return Deno.statSync(path).isCharDevice === true;
+  } catch {
+    return false; // not there yet: it will be a file
+  }
+}
+
 /** Runs `onecopy recv`; returns the exit code. */
 export async function recv(
   args: string[],
@@ -34,6 +42,8 @@ export async function recv(
     );
   }
   const base = values.out ?? "-";
+  // A device (/dev/null, say) takes every connection: PATH.N would be a new file beside it.
+  const shared = base !== "-" && isDevice(base);
   if (base === "-" && count > 1) throw new UsageError("--out - (stdout) takes one connection only");
   const algorithm = checksum(values.checksum);
   // Lines go to stderr when stdout carries the data.
@@ -43,7 +53,7 @@ export async function recv(
   const results: { connection: number; bytes: number; checksum?: unknown; out: string }[] = [];
   let code: number = Exit.ok;
   const receive = async (conn: Fd, n: number) => {
-    const path = count === 1 ? base : `${base}.${n}`;
+    const path = count === 1 || shared ? base : `${base}.${n}`;
     try {
       const report = await fanout(conn, [path], {
         method: "pipe-tee",

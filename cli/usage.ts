@@ -73,9 +73,10 @@ file), then prints one line per connection: "N BYTES [ALG HEX] PATH".
 
 Options:
       --listen ADDR       where to listen (tcp://HOST:PORT, port 0 picks one; unix:PATH)
-      --connections N     how many connections to accept, one after another (default 1)
+      --connections N     how many connections to accept, all served at once (default 1)
       --out PATH|-        where to write: PATH for one connection, PATH.1, PATH.2...
-                          for several; - is stdout (one connection only). Default -.
+                          for several; a device such as /dev/null takes them all;
+                          - is stdout (one connection only). Default -.
       --checksum ALG      add "ALG HEX" of each connection's bytes to its line
       --json              print a JSON report instead of the lines
   -h, --help              this help

@@ -84,48 +84,62 @@ Deno.test("tee: a reader that goes away (| head) ends quietly; --output-error=wa
   assert.match(warn.err, /^onecopy: stdout: broken pipe \((tee|splice|write): EPIPE\)$/m);
 });
 
+/** Starts `onecopy recv` with these arguments; resolves once it listens. */
+async function startRecv(args: string[]) {
+  const child = new Deno.Command(deno, {
+    args: ["run", "-A", main, "recv", ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const errLines = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  const first = (await errLines.read()).value ?? "";
+  const url = /listening on (\S+)/.exec(first)?.[1];
+  assert.ok(url, first);
+  const finished = async () => {
+    const [status, text] = await Promise.all([child.status, new Response(child.stdout).text()]);
+    await errLines.cancel();
+    return { code: status.code, lines: text.trim().split("\n").sort() };
+  };
+  return { url, finished };
+}
+
 Deno.test("send to recv over TCP and a Unix socket, checksums matching", async () => {
   using dir = tempDir();
   const { path, sha } = fixture(dir.path);
   for (const addr of ["tcp://127.0.0.1:0", `unix:${dir.path}/sock`]) {
-    const recv = new Deno.Command(deno, {
-      args: [
-        "run",
-        "-A",
-        main,
-        "recv",
-        "--listen",
-        addr,
-        "--connections",
-        "2",
-        "--out",
-        `${dir.path}/got`,
-        "--checksum",
-        "sha256",
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const errLines = recv.stderr.pipeThrough(new TextDecoderStream()).getReader();
-    const first = (await errLines.read()).value ?? "";
-    const url = /listening on (\S+)/.exec(first)?.[1];
-    assert.ok(url, first);
+    const recv = await startRecv(
+      ["--listen", addr, "--connections", "2", "--out", `${dir.path}/got`, "--checksum", "sha256"],
+    );
     const s = await sh(
-      `onecopy send '${path}' --to '${url}' --to '${url}' --to copy.bin --checksum sha256`,
+      `onecopy send '${path}' --to '${recv.url}' --to '${recv.url}' --to copy.bin --checksum sha256`,
       dir.path,
     );
     assert.equal(s.code, 0, s.err);
     assert.equal(s.out.trim(), `sha256 ${sha}`);
-    const [status, text] = await Promise.all([recv.status, new Response(recv.stdout).text()]);
-    await errLines.cancel();
-    assert.equal(status.code, 0);
-    const lines = text.trim().split("\n").sort();
+    const { code, lines } = await recv.finished();
+    assert.equal(code, 0);
     assert.deepEqual(
       lines,
       [1, 2].map((n) => `${n} ${3 * 1024 * 1024 + 17} sha256 ${sha} ${dir.path}/got.${n}`),
     );
     for (const n of [1, 2]) assert.equal(sha256(Deno.readFileSync(`${dir.path}/got.${n}`)), sha);
   }
+});
+
+Deno.test("recv --out /dev/null takes every connection (no /dev/null.N files)", async () => {
+  using dir = tempDir();
+  const { path } = fixture(dir.path, 100_000);
+  const strays = () => [...Deno.readDirSync("/dev")].filter((e) => /^null\.\d+$/.test(e.name));
+  const before = strays().length;
+  const recv = await startRecv(
+    ["--listen", `unix:${dir.path}/sock`, "--connections", "2", "--out", "/dev/null"],
+  );
+  const s = await sh(`onecopy send '${path}' --to '${recv.url}' --to '${recv.url}'`, dir.path);
+  assert.equal(s.code, 0, s.err);
+  const { code, lines } = await recv.finished();
+  assert.equal(code, 0);
+  assert.deepEqual(lines, ["1 100000 /dev/null", "2 100000 /dev/null"]);
+  assert.equal(strays().length, before);
 });
 
 Deno.test("send --json, every method", async () => {
