@@ -11,14 +11,28 @@ import { fanout, type Method } from "../mod.ts";
 
 const MiB = 1 << 20;
 const size = 64 * MiB;
+const cli = new URL("../cli/main.ts", import.meta.url).pathname;
 const dir = Deno.makeTempDirSync({ prefix: "onecopy-bench-" });
 const input = `${dir}/input.bin`;
 Deno.writeFileSync(input, new Uint8Array(size).map((_, i) => (i * 2654435761) >>> 24));
 const methods: Method[] = ["auto", "pipe-tee", "vmsplice", "mmap-write", "copy"];
-const options = { n: 5, warmup: 1 };
+const options = { n: 8, warmup: 2 };
 
-/** N `cat > /dev/null` processes reading FIFOs: pipes drained by other processes. */
-async function pipeSinks(n: number): Promise<{ paths: string[]; done: Promise<unknown> }> {
+/** Where a bench iteration writes, and when its consumers have finished. */
+interface Sinks {
+  paths: string[];
+  done: Promise<unknown>;
+}
+
+/** Resolves once `pid` is blocked opening a FIFO: the consumer is up, so spawning it is not timed. */
+async function waitForFifoOpen(pid: number): Promise<void> {
+  while (Deno.readTextFileSync(`/proc/${pid}/wchan`) !== "wait_for_partner") {
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
+
+/** N `cat` processes reading FIFOs into /dev/null: pipes drained by other processes. */
+async function pipeSinks(n: number): Promise<Sinks> {
   const paths = Array.from({ length: n }, (_, i) => `${dir}/fifo${i}`);
   const children = [];
   for (const p of paths) {
@@ -26,28 +40,20 @@ async function pipeSinks(n: number): Promise<{ paths: string[]; done: Promise<un
       Deno.removeSync(p);
     } catch { /* first use */ }
     await new Deno.Command("mkfifo", { args: [p] }).output();
-    children.push(
-      new Deno.Command("sh", { args: ["-c", `cat < '${p}' > /dev/null`] }).spawn().status,
-    );
+    children.push(new Deno.Command("cat", { args: [p], stdout: "null" }).spawn());
   }
-  return { paths, done: Promise.all(children) };
+  await Promise.all(children.map((c) => waitForFifoOpen(c.pid)));
+  return { paths, done: Promise.all(children.map((c) => c.status)) };
 }
 
-/** N loopback TCP receivers in a child process (so their reading does not share our thread). */
-async function tcpSinks(n: number): Promise<{ paths: string[]; done: Promise<unknown> }> {
+/**
+ * N socket receivers (`onecopy recv` into /dev/null) in a child process, so
+ * their reading does not share our thread. `listen` is tcp://127.0.0.1:0 or unix:PATH.
+ */
+async function socketSinks(listen: string, n: number): Promise<Sinks> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      new URL("../cli/main.ts", import.meta.url).pathname,
-      "recv",
-      "--listen",
-      "tcp://127.0.0.1:0",
-      "--connections",
-      String(n),
-      "--out",
-      "/dev/null",
-    ],
+    args: ["run", "-A", cli, "recv", "--listen", listen, "--connections", String(n)]
+      .concat(["--out", "/dev/null"]),
     stdout: "null",
     stderr: "piped",
   }).spawn();
@@ -56,16 +62,19 @@ async function tcpSinks(n: number): Promise<{ paths: string[]; done: Promise<unk
   return { paths: Array(n).fill(url), done: child.status.finally(() => reader.cancel()) };
 }
 
-/** Baseline: Deno.FsFile reads, one write per destination per chunk. */
+/** Opens a destination the way Deno code does without onecopy. */
+function openNative(p: string): Promise<Deno.FsFile | Deno.Conn> {
+  if (p.startsWith("tcp://")) {
+    return Deno.connect({ hostname: "127.0.0.1", port: Number(p.split(":")[2]) });
+  }
+  if (p.startsWith("unix:")) return Deno.connect({ transport: "unix", path: p.slice(5) });
+  return Deno.open(p, { write: true, create: true, truncate: !p.includes("fifo") });
+}
+
+/** Baseline: Deno.FsFile reads, one write per destination per chunk, all destinations at once. */
 async function denoNative(paths: string[]) {
   using src = await Deno.open(input);
-  const outs = await Promise.all(
-    paths.map((p) =>
-      p.startsWith("tcp://")
-        ? Deno.connect({ hostname: "127.0.0.1", port: Number(p.split(":")[2]) })
-        : Deno.open(p, { write: true, create: true, truncate: !p.includes("fifo") })
-    ),
-  );
+  const outs = await Promise.all(paths.map(openNative));
   const buf = new Uint8Array(MiB);
   for (let n; (n = await src.read(buf)) !== null;) {
     await Promise.all(outs.map(async (o) => {
@@ -75,17 +84,23 @@ async function denoNative(paths: string[]) {
   outs.forEach((o) => o.close());
 }
 
+let sockets = 0;
 const kinds = {
   pipe: pipeSinks,
   file: (n: number) =>
-    Promise.resolve({
+    Promise.resolve<Sinks>({
       paths: Array.from({ length: n }, (_, i) => `${dir}/out${i}`),
       done: Promise.resolve(),
     }),
-  tcp: tcpSinks,
+  tcp: (n: number) => socketSinks("tcp://127.0.0.1:0", n),
+  // A fresh path each time: a closed listener leaves its socket file behind.
+  unix: (n: number) => socketSinks(`unix:${dir}/sock${sockets++}`, n),
 };
 
+// ONECOPY_BENCH_KINDS=pipe,tcp runs only those groups.
+const only = Deno.env.get("ONECOPY_BENCH_KINDS")?.split(",");
 for (const [kind, sinks] of Object.entries(kinds)) {
+  if (only && !only.includes(kind)) continue;
   for (const n of [1, 2, 4, 8]) {
     const group = `${kind} x${n}`;
     Deno.bench(
