@@ -23,12 +23,21 @@ function env(name: string): string | undefined {
   }
 }
 
+// Plain loops: these run once, before the JIT, where Uint8Array.from() with a
+// map function and every() took ~20 ms each on 25 KB (measured).
 function decode(base64: string): Uint8Array {
-  return Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  const native = (Uint8Array as { fromBase64?: (s: string) => Uint8Array }).fromBase64?.(base64);
+  if (native) return native;
+  const text = atob(base64);
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  return bytes;
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** The directory for the cached shared library. */
