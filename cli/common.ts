@@ -4,7 +4,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { ArgsError, type OptionSpec, parseArgs, type Values } from "./args.ts";
 import {
   type ChecksumAlgorithm,
   checksumAlgorithms,
@@ -17,15 +17,15 @@ import { UsageError } from "./usage.ts";
 
 const methods: Method[] = ["auto", "pipe-tee", "vmsplice", "mmap-write", "copy"];
 
-/** parseArgs, strict, with its errors turned into one-line usage errors. */
-export function parse<T extends Parameters<typeof parseArgs>[0]>(config: T) {
+/** parseArgs, with its errors turned into one-line usage errors. */
+export function parse<const O extends Record<string, OptionSpec>>(
+  config: { args: string[]; options: O; allowPositionals?: boolean },
+): { values: Values<O>; positionals: string[] } {
   try {
-    return parseArgs({ ...config, strict: true });
+    return parseArgs(config);
   } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
-    throw new UsageError(
-      message.split(". ")[0].replace(/^Unknown option '(.*)'.*/, "unknown option $1"),
-    );
+    if (err instanceof ArgsError) throw new UsageError(err.message);
+    throw err;
   }
 }
 
