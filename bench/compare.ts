@@ -1,11 +1,17 @@
 /**
- * `deno task bench:compare [--size 1GiB] [--consumers 4] [--rounds 3]`
+ * `deno task bench:compare [--size 1GiB] [--consumers 4] [--rounds 3] [--rss-size 8GiB]`
  *
- * One page-cached file on stdin to N consumer processes (`cat > /dev/null`)
- * through `onecopy tee`, coreutils `tee`, and where installed `pee`,
- * `mbuffer`, `dcfldd`, plus a C reference built here with `cc` that makes the
- * same syscalls as onecopy and nothing else. Rounds are interleaved; medians
- * are reported as ratios side by side: absolute numbers drift on a noisy VM.
+ * Whole processes, side by side, rounds interleaved, medians reported as
+ * ratios (absolute numbers drift on a noisy VM):
+ * - tee: one page-cached file on stdin to N consumer processes
+ *   (`cat > /dev/null`) through `onecopy tee`, coreutils `tee`, and where
+ *   installed `pee`, `mbuffer`, `dcfldd`, plus a C reference built here with
+ *   `cc` that makes the same syscalls as onecopy and nothing else;
+ * - send: the file to N loopback TCP receivers (forked C readers, the same
+ *   for every sender) through `onecopy send`, a Deno-native sender, and C
+ *   senders doing plain write() and pipe-tee + splice();
+ * - memory: peak RSS of `onecopy tee` and `onecopy send` for a sparse
+ *   `--rss-size` input, against the 1 GiB runs.
  * Writes bench/results/compare.md and compare.svg.
  *
  * @module
@@ -52,20 +58,185 @@ async function measure(line: string): Promise<Sample> {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-function svgChart(rows: { name: string; gbps: number }[]): string {
-  const max = Math.max(...rows.map((r) => r.gbps));
-  const bar = (r: { name: string; gbps: number }, i: number) => {
-    const w = Math.max(1, (r.gbps / max) * 420);
-    const y = 30 + i * 28;
-    return `<text x="150" y="${y + 14}" text-anchor="end">${r.name}</text>` +
-      `<rect x="160" y="${y}" width="${w.toFixed(1)}" height="20" fill="#3b7dd8"/>` +
-      `<text x="${(165 + w).toFixed(1)}" y="${y + 14}">${r.gbps.toFixed(2)} GB/s</text>`;
-  };
-  const h = 40 + rows.length * 28;
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="680" height="${h}" font-family="sans-serif" font-size="13">` +
-    `<text x="10" y="18" font-weight="bold">One stream to consumer processes (median GB/s)</text>` +
-    rows.map(bar).join("") + `</svg>\n`;
+interface Tool {
+  name: string;
+  line: string;
 }
+
+interface Row {
+  name: string;
+  gbps: number;
+  cpuPerGB: number;
+  rssMiB: number;
+}
+
+/** One comparison: its tools, the row the ratios are against, and which rows are C. */
+interface Scenario {
+  title: string;
+  baseline: string;
+  tools: Tool[];
+  notes: string[];
+}
+
+/** Runs every tool of every scenario `rounds` times, interleaved; returns median rows. */
+async function run(scenarios: Scenario[], rounds: number, size: number): Promise<Row[][]> {
+  const samples = new Map<Tool, Sample[]>();
+  for (let r = 0; r < rounds; r++) {
+    for (const t of scenarios.flatMap((s) => s.tools)) {
+      samples.set(t, [...(samples.get(t) ?? []), await measure(t.line)]);
+    }
+  }
+  const gb = size / 1e9;
+  return scenarios.map((s) =>
+    s.tools.map((t) => {
+      const xs = samples.get(t)!;
+      return {
+        name: t.name,
+        gbps: gb / median(xs.map((x) => x.seconds)),
+        cpuPerGB: median(xs.map((x) => x.cpu)) / gb,
+        rssMiB: median(xs.map((x) => x.rssKiB)) / 1024,
+      };
+    })
+  );
+}
+
+function table(s: Scenario, rows: Row[]): string {
+  const base = rows.find((r) => r.name === s.baseline)!.gbps;
+  const c = rows.filter((r) => r.name.startsWith("C "));
+  const best = c.length ? Math.max(...c.map((r) => r.gbps)) : undefined;
+  return [
+    s.title,
+    "",
+    `| tool | GB/s | × ${s.baseline} | × best C | CPU s/GB | peak RSS MiB |`,
+    "| --- | --- | --- | --- | --- | --- |",
+    ...rows.map((r) =>
+      `| ${r.name} | ${r.gbps.toFixed(2)} | ${(r.gbps / base).toFixed(2)} | ${
+        best ? (r.gbps / best).toFixed(2) : "n/a"
+      } | ${r.cpuPerGB.toFixed(2)} | ${r.rssMiB.toFixed(0)} |`
+    ),
+    ...s.notes.map((x) => `- ${x}`),
+    "",
+  ].join("\n");
+}
+
+function svgChart(sections: { title: string; rows: Row[] }[]): string {
+  const max = Math.max(...sections.flatMap((s) => s.rows.map((r) => r.gbps)));
+  let y = 10;
+  const parts: string[] = [];
+  for (const s of sections) {
+    parts.push(`<text x="10" y="${y + 14}" font-weight="bold">${s.title} (median GB/s)</text>`);
+    y += 26;
+    for (const r of s.rows) {
+      const w = Math.max(1, (r.gbps / max) * 420);
+      parts.push(
+        `<text x="170" y="${y + 14}" text-anchor="end">${r.name}</text>` +
+          `<rect x="180" y="${y}" width="${w.toFixed(1)}" height="20" fill="#3b7dd8"/>` +
+          `<text x="${(185 + w).toFixed(1)}" y="${y + 14}">${r.gbps.toFixed(2)} GB/s</text>`,
+      );
+      y += 28;
+    }
+    y += 10;
+  }
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="700" height="${y}" font-family="sans-serif" font-size="13">` +
+    parts.join("") + `</svg>\n`;
+}
+
+/** Builds a C program from bench/ with the system cc; undefined (and a note) without one. */
+async function buildC(dir: string, source: string, notes: string[]): Promise<string | undefined> {
+  if (!(await has("cc"))) {
+    notes.push(`${source} skipped: no cc`);
+    return undefined;
+  }
+  const bin = `${dir}/${source.replace(/\.c$/, "")}`;
+  const cc = await new Deno.Command("cc", { args: ["-O2", "-o", bin, `${here}${source}`] })
+    .output();
+  if (!cc.success) throw new Error(`cc ${source}: ${new TextDecoder().decode(cc.stderr)}`);
+  return bin;
+}
+
+function teeScenario(input: string, n: number, reference: string | undefined): Promise<Scenario> {
+  const sink = "cat > /dev/null";
+  const subs = Array.from({ length: n - 1 }, () => `>(${sink})`).join(" ");
+  const tools: Tool[] = [
+    { name: "onecopy tee", line: `${onecopy} tee ${subs} < '${input}' | ${sink}` },
+    { name: "coreutils tee", line: `tee ${subs} < '${input}' | ${sink}` },
+  ];
+  if (reference) {
+    tools.push({ name: "C reference", line: `'${reference}' ${subs} < '${input}' | ${sink}` });
+  }
+  return withOptionalTools(tools, [
+    {
+      cmd: "pee",
+      pkg: "moreutils",
+      name: "pee (moreutils)",
+      line: `pee ${Array(n).fill(`'${sink}'`).join(" ")} < '${input}'`,
+    },
+    {
+      cmd: "mbuffer",
+      name: "mbuffer",
+      line: `mbuffer -q -m 64M -i '${input}' ${Array(n).fill(`-o >(${sink})`).join(" ")}`,
+    },
+    {
+      cmd: "dcfldd",
+      name: "dcfldd",
+      line: `dcfldd status=off if='${input}' ${Array(n).fill(`of=>(${sink})`).join(" ")}`,
+    },
+  ]).then(({ tools, notes }) => ({
+    title: `tee: one page-cached file on stdin to ${n} consumer processes (\`${sink}\`)`,
+    baseline: "coreutils tee",
+    tools,
+    notes: [
+      ...notes,
+      "C reference: read(), write() into a stage pipe, tee() to every consumer (bench/reference.c).",
+    ],
+  }));
+}
+
+async function withOptionalTools(
+  tools: Tool[],
+  optional: (Tool & { cmd: string; pkg?: string })[],
+): Promise<{ tools: Tool[]; notes: string[] }> {
+  const notes: string[] = [];
+  for (const t of optional) {
+    if (await has(t.cmd)) tools.push(t);
+    else notes.push(`${t.name} skipped: not installed (Debian package ${t.pkg ?? t.cmd})`);
+  }
+  return { tools, notes };
+}
+
+/** A bash line: start the C receivers, run `sender` with $PORT set, wait for the receivers. */
+function withReceivers(tcp: string, n: number, sender: string): string {
+  return `coproc SINK { '${tcp}' sink ${n}; }; read -r PORT <&"\${SINK[0]}"; ` +
+    `if ${sender}; then wait $SINK_PID; else kill $SINK_PID; exit 1; fi`;
+}
+
+function sendScenario(input: string, n: number, tcp: string): Scenario {
+  const to = Array(n).fill("--to tcp://127.0.0.1:$PORT").join(" ");
+  const native = `${deno} run -A '${here}native_send.ts'`;
+  return {
+    title: `send: the same file to ${n} loopback TCP receivers (forked C readers)`,
+    baseline: "Deno native sender",
+    tools: [
+      { name: "onecopy send", line: withReceivers(tcp, n, `${onecopy} send '${input}' ${to}`) },
+      {
+        name: "Deno native sender",
+        line: withReceivers(tcp, n, `${native} '${input}' $PORT ${n}`),
+      },
+      { name: "C write", line: withReceivers(tcp, n, `'${tcp}' write $PORT ${n} < '${input}'`) },
+      {
+        name: "C pipe-tee",
+        line: withReceivers(tcp, n, `'${tcp}' splice $PORT ${n} < '${input}'`),
+      },
+    ],
+    notes: [
+      "Deno native sender: Deno.FsFile reads, 1 MiB chunks written to every Deno.Conn (bench/native_send.ts).",
+      "C write: read() then write() per socket; C pipe-tee: write() into a stage pipe, tee(), splice() to each socket (bench/tcp_reference.c).",
+    ],
+  };
+}
+
+const deno = `'${Deno.execPath()}'`;
+const onecopy = `${deno} run -A '${cli}'`;
 
 async function main() {
   const { values } = parseArgs({
@@ -75,103 +246,92 @@ async function main() {
       size: { type: "string", default: "1GiB" },
       consumers: { type: "string", default: "4" },
       rounds: { type: "string", default: "3" },
+      "rss-size": { type: "string", default: "8GiB" },
     },
   });
   const size = parseSize(values.size);
+  const rssSize = parseSize(values["rss-size"]);
   const n = Number(values.consumers);
   const rounds = Number(values.rounds);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--consumers wants a whole number from 1 up`);
+  if (!Number.isInteger(rounds) || rounds < 1) {
+    throw new Error(`--rounds wants a whole number from 1 up`);
+  }
   const dir = await Deno.makeTempDir({ prefix: "onecopy-bench-" });
   try {
     const input = `${dir}/input.bin`;
     await new Deno.Command("bash", {
       args: ["-c", `head -c ${size} /dev/urandom > '${input}' && cat '${input}' > /dev/null`],
     }).output();
-    const sink = "cat > /dev/null";
-    const subs = Array.from({ length: n - 1 }, () => `>(${sink})`).join(" ");
-    const tools: { name: string; line: string }[] = [
-      {
-        name: "onecopy tee",
-        line: `'${Deno.execPath()}' run -A '${cli}' tee ${subs} < '${input}' | ${sink}`,
-      },
-      { name: "coreutils tee", line: `tee ${subs} < '${input}' | ${sink}` },
+    const cNotes: string[] = [];
+    const reference = await buildC(dir, "reference.c", cNotes);
+    const tcp = await buildC(dir, "tcp_reference.c", cNotes);
+    const scenarios = [await teeScenario(input, n, reference)];
+    if (tcp) scenarios.push(sendScenario(input, n, tcp));
+    const results = await run(scenarios, rounds, size);
+
+    const lines = [
+      `One ${values.size} file, median of ${rounds} interleaved rounds, Linux ${Deno.osRelease()}, ` +
+      `${navigator.hardwareConcurrency} cores, Deno ${Deno.version.deno}. CPU s/GB counts every ` +
+      "process of the pipeline (consumers and receivers included); peak RSS is the largest one " +
+      "(for onecopy, the Deno runtime itself).",
+      ...cNotes.map((x) => `- ${x}`),
+      "",
+      ...scenarios.map((s, i) => table(s, results[i])),
     ];
-    const notes: string[] = [];
-    if (await has("cc")) {
-      const bin = `${dir}/reference`;
-      const cc = await new Deno.Command("cc", { args: ["-O2", "-o", bin, `${here}reference.c`] })
-        .output();
-      if (cc.success) {
-        tools.push({ name: "C reference", line: `'${bin}' ${subs} < '${input}' | ${sink}` });
-      }
-    } else notes.push("C reference skipped: no cc");
-    const optional = [
-      {
-        cmd: "pee",
-        name: "pee (moreutils)",
-        line: `pee ${Array(n).fill(`'${sink}'`).join(" ")} < '${input}'`,
-      },
-      {
-        cmd: "mbuffer",
-        name: "mbuffer",
-        line: `mbuffer -q -m 64M -i '${input}' ${
-          Array(n).fill(0).map(() => `-o >(${sink})`).join(" ")
-        }`,
-      },
-      {
-        cmd: "dcfldd",
-        name: "dcfldd",
-        line: `dcfldd status=off if='${input}' ${
-          Array(n).fill(0).map(() => `of=>(${sink})`).join(" ")
-        }`,
-      },
-    ];
-    for (const t of optional) {
-      if (await has(t.cmd)) tools.push(t);
-      else {notes.push(
-          `${t.name} skipped: not installed (Debian package ${
-            t.cmd === "pee" ? "moreutils" : t.cmd
-          })`,
-        );}
-    }
-    const samples = new Map<string, Sample[]>(tools.map((t) => [t.name, []]));
-    for (let r = 0; r < rounds; r++) {
-      for (const t of tools) samples.get(t.name)!.push(await measure(t.line)); // interleaved
-    }
-    const gb = size / 1e9;
-    const rows = tools.map((t) => {
-      const s = samples.get(t.name)!;
-      return {
-        name: t.name,
-        gbps: gb / median(s.map((x) => x.seconds)),
-        cpuPerGB: median(s.map((x) => x.cpu)) / gb,
-        rssMiB: median(s.map((x) => x.rssKiB)) / 1024,
-      };
-    });
-    const base = (name: string) => rows.find((r) => r.name === name)?.gbps;
-    const kernel = Deno.osRelease();
-    const table = [
-      `One ${values.size} page-cached file on stdin to ${n} consumer processes (\`${sink}\`),` +
-      ` median of ${rounds} interleaved rounds. Linux ${kernel}, ${navigator.hardwareConcurrency} cores.`,
-      "",
-      "| tool | GB/s | × coreutils tee | × C reference | CPU s/GB | peak RSS MiB |",
-      "| --- | --- | --- | --- | --- | --- |",
-      ...rows.map((r) =>
-        `| ${r.name} | ${r.gbps.toFixed(2)} | ${(r.gbps / base("coreutils tee")!).toFixed(2)} | ${
-          base("C reference") ? (r.gbps / base("C reference")!).toFixed(2) : "n/a"
-        } | ${r.cpuPerGB.toFixed(2)} | ${r.rssMiB.toFixed(0)} |`
-      ),
-      "",
-      "Peak RSS is the largest process of the pipeline (for onecopy, the Deno runtime itself).",
-      ...notes.map((x) => `- ${x}`),
-      "",
-    ].join("\n");
+    if (rssSize > 0) lines.push(await memory(dir, values, rssSize, n, tcp, results));
+    const text = lines.join("\n");
     await Deno.mkdir(`${here}results`, { recursive: true });
-    await Deno.writeTextFile(`${here}results/compare.md`, table);
-    await Deno.writeTextFile(`${here}results/compare.svg`, svgChart(rows));
-    console.log(table);
+    await Deno.writeTextFile(`${here}results/compare.md`, text);
+    await Deno.writeTextFile(
+      `${here}results/compare.svg`,
+      svgChart(scenarios.map((s, i) => ({ title: s.title.split(":")[0], rows: results[i] }))),
+    );
+    console.log(text);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+/** Peak RSS of onecopy tee/send on a sparse input of `rssSize`, next to the 1 GiB runs. */
+async function memory(
+  dir: string,
+  values: { size: string; "rss-size": string },
+  rssSize: number,
+  n: number,
+  tcp: string | undefined,
+  results: Row[][],
+): Promise<string> {
+  const sparse = `${dir}/sparse.bin`;
+  // Sparse, then read once so that it is page-cached like the main input.
+  await new Deno.Command("bash", {
+    args: ["-c", `truncate -s ${rssSize} '${sparse}' && cat '${sparse}' > /dev/null`],
+  }).output();
+  const [teeS, sendS] = await Promise.all([
+    teeScenario(sparse, n, undefined),
+    tcp && sendScenario(sparse, n, tcp),
+  ]);
+  const rows = [
+    { name: "onecopy tee", small: results[0], tool: teeS.tools[0] },
+    ...(sendS ? [{ name: "onecopy send", small: results[1], tool: sendS.tools[0] }] : []),
+  ];
+  const out = [
+    `Memory: peak RSS of the onecopy process for the ${values.size} runs above (median) and one run ` +
+    `on a sparse, page-cached ${values["rss-size"]} file.`,
+    "",
+    `| command | ${values.size} MiB | ${values["rss-size"]} MiB | ${values["rss-size"]} GB/s |`,
+    "| --- | --- | --- | --- |",
+  ];
+  for (const r of rows) {
+    const big = await measure(r.tool.line);
+    const small = r.small.find((x) => x.name === r.name)!;
+    out.push(
+      `| ${r.name} | ${small.rssMiB.toFixed(0)} | ${(big.rssKiB / 1024).toFixed(0)} | ${
+        (rssSize / 1e9 / big.seconds).toFixed(2)
+      } |`,
+    );
+  }
+  return out.join("\n") + "\n";
 }
 
 if (import.meta.main) {

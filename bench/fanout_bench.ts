@@ -141,7 +141,7 @@ Deno.bench(
     ]);
   },
 );
-Deno.bench("fanout auto to 2 files", { group: "streams", ...options }, async () => {
+Deno.bench("fanout auto", { group: "streams", ...options }, async () => {
   await fanout(input, [`${dir}/s1`, `${dir}/s2`]);
 });
 
