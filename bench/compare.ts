@@ -154,17 +154,28 @@ async function buildC(dir: string, source: string, notes: string[]): Promise<str
   return bin;
 }
 
-function teeScenario(input: string, n: number, reference: string | undefined): Promise<Scenario> {
-  const sink = "cat > /dev/null";
-  const subs = Array.from({ length: n - 1 }, () => `>(${sink})`).join(" ");
+const sink = "cat > /dev/null";
+/** `>(cat > /dev/null)` for every consumer but the one on stdout. */
+const consumers = (n: number) => Array.from({ length: n - 1 }, () => `>(${sink})`).join(" ");
+const onecopyTee = (input: string, n: number) =>
+  `${onecopy} tee ${consumers(n)} < '${input}' | ${sink}`;
+const onecopySend = (input: string, n: number, tcp: string) =>
+  withReceivers(
+    tcp,
+    n,
+    `${onecopy} send '${input}' ${Array(n).fill("--to tcp://127.0.0.1:$PORT").join(" ")}`,
+  );
+
+async function teeScenario(input: string, n: number, reference?: string): Promise<Scenario> {
+  const subs = consumers(n);
   const tools: Tool[] = [
-    { name: "onecopy tee", line: `${onecopy} tee ${subs} < '${input}' | ${sink}` },
+    { name: "onecopy tee", line: onecopyTee(input, n) },
     { name: "coreutils tee", line: `tee ${subs} < '${input}' | ${sink}` },
   ];
   if (reference) {
     tools.push({ name: "C reference", line: `'${reference}' ${subs} < '${input}' | ${sink}` });
   }
-  return withOptionalTools(tools, [
+  const optional = await withOptionalTools(tools, [
     {
       cmd: "pee",
       pkg: "moreutils",
@@ -181,15 +192,16 @@ function teeScenario(input: string, n: number, reference: string | undefined): P
       name: "dcfldd",
       line: `dcfldd status=off if='${input}' ${Array(n).fill(`of=>(${sink})`).join(" ")}`,
     },
-  ]).then(({ tools, notes }) => ({
+  ]);
+  return {
     title: `tee: one page-cached file on stdin to ${n} consumer processes (\`${sink}\`)`,
     baseline: "coreutils tee",
-    tools,
+    tools: optional.tools,
     notes: [
-      ...notes,
+      ...optional.notes,
       "C reference: read(), write() into a stage pipe, tee() to every consumer (bench/reference.c).",
     ],
-  }));
+  };
 }
 
 async function withOptionalTools(
@@ -211,13 +223,12 @@ function withReceivers(tcp: string, n: number, sender: string): string {
 }
 
 function sendScenario(input: string, n: number, tcp: string): Scenario {
-  const to = Array(n).fill("--to tcp://127.0.0.1:$PORT").join(" ");
   const native = `${deno} run -A '${here}native_send.ts'`;
   return {
     title: `send: the same file to ${n} loopback TCP receivers (forked C readers)`,
     baseline: "Deno native sender",
     tools: [
-      { name: "onecopy send", line: withReceivers(tcp, n, `${onecopy} send '${input}' ${to}`) },
+      { name: "onecopy send", line: onecopySend(input, n, tcp) },
       {
         name: "Deno native sender",
         line: withReceivers(tcp, n, `${native} '${input}' $PORT ${n}`),
@@ -307,13 +318,11 @@ async function memory(
   await new Deno.Command("bash", {
     args: ["-c", `truncate -s ${rssSize} '${sparse}' && cat '${sparse}' > /dev/null`],
   }).output();
-  const [teeS, sendS] = await Promise.all([
-    teeScenario(sparse, n, undefined),
-    tcp && sendScenario(sparse, n, tcp),
-  ]);
   const rows = [
-    { name: "onecopy tee", small: results[0], tool: teeS.tools[0] },
-    ...(sendS ? [{ name: "onecopy send", small: results[1], tool: sendS.tools[0] }] : []),
+    { name: "onecopy tee", small: results[0], line: onecopyTee(sparse, n) },
+    ...(tcp
+      ? [{ name: "onecopy send", small: results[1], line: onecopySend(sparse, n, tcp) }]
+      : []),
   ];
   const out = [
     `Memory: peak RSS of the onecopy process for the ${values.size} runs above (median) and one run ` +
@@ -323,7 +332,7 @@ async function memory(
     "| --- | --- | --- | --- |",
   ];
   for (const r of rows) {
-    const big = await measure(r.tool.line);
+    const big = await measure(r.line);
     const small = r.small.find((x) => x.name === r.name)!;
     out.push(
       `| ${r.name} | ${small.rssMiB.toFixed(0)} | ${(big.rssKiB / 1024).toFixed(0)} | ${
