@@ -6,12 +6,13 @@
  */
 
 import { fanout, Fd } from "../mod.ts";
+import { statx } from "../ffi/raw.ts";
 import { checksum, interruptSignal, parse } from "./common.ts";
 import { Exit, UsageError } from "./usage.ts";
 
 function isDevice(path: string): boolean {
   try {
-    return Deno.statSync(path).isCharDevice === true;
+    return statx(path).type === "char";
   } catch {
     return false; // not there yet: it will be a file
   }
