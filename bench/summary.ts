@@ -7,6 +7,8 @@
  * @module
  */
 
+import { inputBytes, runs } from "./fanout_params.ts";
+
 const here = new URL(".", import.meta.url).pathname;
 
 interface Bench {
@@ -49,7 +51,9 @@ async function main() {
   if (!out.success) throw new Error(`deno bench failed (exit ${out.code})`);
   const report = JSON.parse(new TextDecoder().decode(out.stdout));
   const text = [
-    `fanout() of a 64 MiB page-cached file, 8 runs after 2 warm-ups; each cell is how many`,
+    `fanout() of a ${
+      inputBytes >> 20
+    } MiB page-cached file, ${runs.n} runs after ${runs.warmup} warm-ups; each cell is how many`,
     `times faster (75th-percentile times) than the group's baseline (what Deno code does without onecopy:`,
     `Deno.FsFile reads, one write per destination; for "streams", ReadableStream.tee()).`,
     `${report.runtime}, ${report.cpu}, ${navigator.hardwareConcurrency} cores, Linux ${Deno.osRelease()}.`,
