@@ -29,7 +29,7 @@ export {
   type SourceSpec,
 } from "./lib/fanout.ts";
 export { Fd, type FdKind, Listener } from "./lib/fd.ts";
-export { type Method, type UsedMethod } from "./lib/plan.ts";
+export { type Method, methods, type UsedMethod } from "./lib/plan.ts";
 export { Checksum, type ChecksumAlgorithm, checksumAlgorithms } from "./lib/checksum.ts";
 export { splice, tee, vmsplice } from "./lib/transfer.ts";
 export { OnecopyError } from "./ffi/errors.ts";

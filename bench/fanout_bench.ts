@@ -7,7 +7,7 @@
  * @module
  */
 
-import { fanout, type Method } from "../mod.ts";
+import { fanout, methods } from "../mod.ts";
 import { inputBytes, runs } from "./fanout_params.ts";
 
 const MiB = 1 << 20;
@@ -15,7 +15,6 @@ const cli = new URL("../cli/main.ts", import.meta.url).pathname;
 const dir = Deno.makeTempDirSync({ prefix: "onecopy-bench-" });
 const input = `${dir}/input.bin`;
 Deno.writeFileSync(input, new Uint8Array(inputBytes).map((_, i) => (i * 2654435761) >>> 24));
-const methods: Method[] = ["auto", "pipe-tee", "vmsplice", "mmap-write", "copy"];
 const options = runs;
 
 /** Where a bench iteration writes, and when its consumers have finished. */

@@ -11,11 +11,10 @@ import {
   FanoutError,
   type FanoutReport,
   type Method,
+  methods,
 } from "../mod.ts";
-import { parseTarget } from "../lib/addr.ts";
+import { parseTarget } from "../lib/internal.ts";
 import { UsageError } from "./usage.ts";
-
-const methods: Method[] = ["auto", "pipe-tee", "vmsplice", "mmap-write", "copy"];
 
 /** parseArgs, with its errors turned into one-line usage errors. */
 export function parse<const O extends Record<string, OptionSpec>>(

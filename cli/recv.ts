@@ -6,7 +6,7 @@
  */
 
 import { fanout, Fd } from "../mod.ts";
-import { statx } from "../ffi/raw.ts";
+import { statx } from "../lib/internal.ts";
 import { checksum, interruptSignal, parse } from "./common.ts";
 import { Exit, UsageError } from "./usage.ts";
 

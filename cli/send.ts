@@ -5,7 +5,7 @@
  */
 
 import { fanout, type FanoutReport } from "../mod.ts";
-import { describeFailure } from "../lib/fanout.ts";
+import { describeFailure } from "../lib/internal.ts";
 import {
   checksum,
   destinations,

@@ -6,8 +6,7 @@
  */
 
 import { fanout, type FanoutReport, Fd } from "../mod.ts";
-import { hasCode } from "../ffi/errors.ts";
-import { describeFailure } from "../lib/fanout.ts";
+import { describeFailure, hasCode } from "../lib/internal.ts";
 import {
   checksum,
   destinations,

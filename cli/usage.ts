@@ -4,6 +4,9 @@
  * @module
  */
 
+import manifest from "../deno.json" with { type: "json" };
+import { checksumAlgorithms, methods } from "../mod.ts";
+
 /** Exit codes, as documented in `onecopy --help` and the README. */
 export const Exit = { ok: 0, failed: 1, usage: 2, interrupted: 130 } as const;
 
@@ -12,7 +15,11 @@ export class UsageError extends Error {
   override name = "UsageError";
 }
 
-export const version = "0.1.0";
+/** The package version: deno.json's, the one place it is written. */
+export const version: string = manifest.version;
+
+const methodList = methods.join(", ");
+const checksumList = checksumAlgorithms.join(", ");
 
 export const help = {
   main:
@@ -46,8 +53,8 @@ Options:
                              Without this option EPIPE ends onecopy quietly (as
                              SIGPIPE ends coreutils tee) and other errors are reported.
       --checksum ALG         print "ALG HEX" of the bytes on stderr at the end
-                             (sha256, xxh64, xxh3, crc32c)
-      --method M             auto, pipe-tee, vmsplice, mmap-write, copy (default auto)
+                             (${checksumList})
+      --method M             ${methodList} (default auto)
       --progress             a live progress line on stderr (terminals only)
       --json                 print a JSON report on stderr at the end
   -h, --help                 this help`,
@@ -60,8 +67,8 @@ reading it once.
 Options:
       --to DEST         a destination; repeat for more (at least one)
   -a, --append          append to files instead of truncating them
-      --method M        auto, pipe-tee, vmsplice, mmap-write, copy (default auto)
-      --checksum ALG    print "ALG HEX" of the bytes sent (sha256, xxh64, xxh3, crc32c)
+      --method M        ${methodList} (default auto)
+      --checksum ALG    print "ALG HEX" of the bytes sent (${checksumList})
       --progress        a live progress line on stderr (terminals only)
       --json            print a JSON report on stdout instead
   -h, --help            this help`,

@@ -103,6 +103,13 @@ export const CALLS = [
   "ioctl",
 ] as const;
 
+/** Checksum algorithms by `enum Alg` (shim/hash.zig). */
+export const HashAlg = { none: 0, sha256: 1, xxh64: 2, xxh3: 3, crc32c: 4 } as const;
+/** Bytes of checksum state (`hash.state_size`): the largest state plus its alignment. */
+export const HASH_STATE_SIZE = 1024;
+/** Bytes of the longest digest (sha256). */
+export const DIGEST_MAX = 32;
+
 /** `Dest.flags`: a borrowed blocking pipe; writes are capped to its free room. */
 export const DEST_BLOCKING_PIPE = 1;
 /** `Job.src_flags`: a borrowed source that may block; poll before read. */
@@ -134,6 +141,11 @@ export class StructView<F extends Fields> {
     else this.#view.setBigUint64(off, BigInt(value), true);
   }
 }
+
+/** A view of the shared `Job`. */
+export type JobView = StructView<typeof JOB.fields>;
+/** A view of one shared `Dest`. */
+export type DestView = StructView<typeof DEST.fields>;
 
 /** Parses the shim's `Name=size;Name.field=offset;…` layout text. */
 export function parseLayout(text: string): Map<string, number> {

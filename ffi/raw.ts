@@ -68,6 +68,13 @@ export const POLLHUP = 16;
 export const EFD_NONBLOCK = O_NONBLOCK;
 export const EFD_CLOEXEC = O_CLOEXEC;
 
+/** statx(2) mask: every basic field (type, mode, size, …). */
+export const STATX_BASIC_STATS = 0x7ff;
+/** `struct statx` (linux/stat.h): its size, and the offsets of the fields read here. */
+const statxSize = 256;
+const stx_mode = 28; // __u16, after mask, blksize, attributes, nlink, uid, gid
+const stx_size = 40; // __u64, after mode, a pad and ino
+
 const S_IFMT = 0o170000;
 const fileTypes: Record<number, FileType> = {
   0o010000: "fifo",
@@ -256,9 +263,12 @@ export async function accept4Async(fd: number, flags = SOCK_CLOEXEC): Promise<nu
   return check(await shim().oc_accept4_async(fd, null, null, flags), "accept4");
 }
 
+/** sizeof(struct sockaddr_storage): room for any address family. */
+const sockaddrStorageSize = 128;
+
 /** getsockname(2): the raw sockaddr bytes. */
 export function getsockname(fd: number): Uint8Array {
-  const addr = new Uint8Array(128);
+  const addr = new Uint8Array(sockaddrStorageSize);
   const len = new Uint32Array([addr.length]);
   check(shim().oc_getsockname(fd, addr, bytesOf(len)), "getsockname");
   return addr.subarray(0, len[0]);
@@ -289,6 +299,7 @@ export interface PollRequest {
   events: number;
 }
 
+/** `struct pollfd` is { int fd; short events; short revents; }: 4 shorts, events at 2, revents at 3. */
 function pollBuffer(fds: PollRequest[]): Int16Array {
   const buf = new Int16Array(fds.length * 4);
   const ints = new Int32Array(buf.buffer);
@@ -327,20 +338,20 @@ export interface Stat {
 
 /** statx(2) of an open fd (AT_EMPTY_PATH) or of a path (following symlinks). */
 export function statx(target: number | string): Stat {
-  const buf = new Uint8Array(256);
+  const buf = new Uint8Array(statxSize);
   const [dirfd, path, flags] = typeof target === "number"
     ? [target, cString(""), AT_EMPTY_PATH]
     : [AT_FDCWD, cString(target), 0];
   check(
-    shim().oc_statx(dirfd, path, flags, 0x7ff, buf),
+    shim().oc_statx(dirfd, path, flags, STATX_BASIC_STATS, buf),
     "statx",
     typeof target === "string" ? target : undefined,
   );
   const view = new DataView(buf.buffer);
-  const mode = view.getUint16(28, true);
+  const mode = view.getUint16(stx_mode, true);
   return {
     type: fileTypes[mode & S_IFMT] ?? "file",
     mode: mode & 0o7777,
-    size: Number(view.getBigUint64(40, true)),
+    size: Number(view.getBigUint64(stx_size, true)),
   };
 }

@@ -6,26 +6,23 @@
  * @module
  */
 
-import { shim } from "../ffi/load.ts";
-import { check } from "../ffi/errors.ts";
+import { hashBegin, hashEnd, hashUpdate } from "../ffi/engine.ts";
+import { HASH_STATE_SIZE, HashAlg } from "../ffi/layout.ts";
 
-/** The checksum algorithms onecopy can compute. */
-export type ChecksumAlgorithm = "sha256" | "xxh64" | "xxh3" | "crc32c";
+/** The checksum algorithms onecopy can compute, for argument checking and help texts. */
+export const checksumAlgorithms = ["sha256", "xxh64", "xxh3", "crc32c"] as const;
 
-const codes: Record<ChecksumAlgorithm, number> = { sha256: 1, xxh64: 2, xxh3: 3, crc32c: 4 };
-
-/** The algorithm names, for argument checking. */
-export const checksumAlgorithms = Object.keys(codes) as ChecksumAlgorithm[];
+/** A checksum algorithm onecopy can compute. */
+export type ChecksumAlgorithm = (typeof checksumAlgorithms)[number];
 
 /** The shim's code for an algorithm; throws a TypeError for an unknown one. */
 export function checksumCode(algorithm: string): number {
-  const code = codes[algorithm as ChecksumAlgorithm];
-  if (!code) {
+  if (!checksumAlgorithms.includes(algorithm as ChecksumAlgorithm)) {
     throw new TypeError(
       `unknown checksum ${JSON.stringify(algorithm)} (use ${checksumAlgorithms.join(", ")})`,
     );
   }
-  return code;
+  return HashAlg[algorithm as ChecksumAlgorithm];
 }
 
 /** Lowercase hex of bytes. */
@@ -47,7 +44,7 @@ export function hex(bytes: Uint8Array): string {
  */
 export class Checksum {
   readonly #code: number;
-  readonly #state = new Uint8Array(1024 + 64);
+  readonly #state = new Uint8Array(HASH_STATE_SIZE);
   /** The algorithm. */
   readonly algorithm: ChecksumAlgorithm;
 
@@ -55,19 +52,17 @@ export class Checksum {
   constructor(algorithm: ChecksumAlgorithm) {
     this.#code = checksumCode(algorithm);
     this.algorithm = algorithm;
-    check(shim().oc_hash_begin(this.#code, this.#state), "hash");
+    hashBegin(this.#code, this.#state);
   }
 
   /** Adds bytes. */
   update(bytes: Uint8Array): this {
-    check(shim().oc_hash_update(this.#code, this.#state, bytes, BigInt(bytes.length)), "hash");
+    hashUpdate(this.#code, this.#state, bytes);
     return this;
   }
 
   /** Finishes and returns the hex digest. */
   digest(): string {
-    const out = new Uint8Array(32);
-    const n = check(shim().oc_hash_end(this.#code, this.#state, out), "hash");
-    return hex(out.subarray(0, n));
+    return hex(hashEnd(this.#code, this.#state));
   }
 }

@@ -8,13 +8,15 @@
 
 import * as raw from "../ffi/raw.ts";
 import { Errno, OnecopyError } from "../ffi/errors.ts";
-import { shim } from "../ffi/load.ts";
+import { hashJobBegin, hashJobEnd, releaseRun, runBatch } from "../ffi/engine.ts";
 import {
   CALLS,
   DEST,
   DEST_BLOCKING_PIPE,
+  type DestView,
   Feed,
   JOB,
+  type JobView,
   Source,
   SRC_MAY_BLOCK,
   Status,
@@ -22,7 +24,17 @@ import {
 } from "../ffi/layout.ts";
 import { Fd, growPipe } from "./fd.ts";
 import { parseTarget } from "./addr.ts";
-import { choosePlan, type Method, shouldFallBack, type UsedMethod, usesStage } from "./plan.ts";
+import {
+  choosePlan,
+  type FeedCode,
+  feedsFromBranch,
+  feedsThroughScratch,
+  type Method,
+  type Plan,
+  shouldFallBack,
+  type UsedMethod,
+  usesStage,
+} from "./plan.ts";
 import { type ChecksumAlgorithm, checksumCode, hex } from "./checksum.ts";
 
 /** A source: a file path, `"-"` (stdin) or an `Fd`. */
@@ -217,8 +229,10 @@ export async function fanout(
         ? { target, bytes: 0, error: asError(result.reason) }
         : { target, bytes: 0 };
     });
-    const live = opened.flatMap((r, i) => (r.status === "fulfilled" ? [{ fd: r.value, i }] : []));
-    const run = await runEngine(src, live, reports, options, owned);
+    const live = opened.flatMap((r, i) =>
+      r.status === "fulfilled" ? [{ fd: r.value, report: reports[i] }] : []
+    );
+    const run = await runEngine(src, live, options, owned);
     const report: FanoutReport = { ...run, destinations: reports, seconds: 0 };
     report.seconds = (performance.now() - started) / 1000;
     if (reports.some((d) => d.error)) throw new FanoutError(report);
@@ -232,161 +246,224 @@ function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
 
+/** A destination that opened, and its entry in the report. */
 interface Live {
   fd: Fd;
-  i: number;
+  report: DestinationReport;
 }
 
+/**
+ * The memory one fan-out shares with the shim's loop, and the buffers it
+ * points into. `all` is the `Dest` array in the shim's order: the live
+ * destinations, then the checksum tap if there is one.
+ */
+interface Engine {
+  plan: Plan;
+  jobBytes: Uint8Array;
+  destBytes: Uint8Array;
+  job: JobView;
+  all: DestView[];
+  /** The live destinations, in the order of `live`. */
+  dests: DestView[];
+  /** The checksum tap: a `Dest` with no fd whose feed hashes the bytes. */
+  tap?: DestView;
+  stageSize: number;
+  chunk: number;
+  /** Buffers the shim holds pointers into: referenced here until the run ends. */
+  keep: Uint8Array[];
+  owned: Owned;
+}
+
+/** Plans the run, sets up its pipes and buffers, drives the shim, and reports. */
 async function runEngine(
   src: Fd,
   live: Live[],
-  reports: DestinationReport[],
   options: FanoutOptions,
   owned: Owned,
 ): Promise<Omit<FanoutReport, "destinations" | "seconds">> {
-  const pipeSize = options.pipeSize ?? MiB;
   const plan = choosePlan(options.method ?? "auto", src.kind, live.map((d) => d.fd.kind));
-  const algorithm = options.checksum;
-  const total = live.length + (algorithm ? 1 : 0);
-  const keep: Uint8Array[] = []; // native code holds pointers into these
+  const engine = allocate(plan, live.length, options.checksum !== undefined, owned);
+  const pipeSize = options.pipeSize ?? MiB;
+  setUpSource(engine, src, pipeSize);
+  live.forEach(({ fd }, k) =>
+    setUpDestination(engine, engine.dests[k], fd, plan.feeds[k], pipeSize)
+  );
+  if (options.checksum) setUpTap(engine, options.checksum);
+  const reports = live.map((d) => d.report);
+  await drive(engine, src, reports, options);
+  return finish(engine, reports, options.checksum);
+}
+
+/** The shared structs for `count` destinations (and a tap), every fd -1. */
+function allocate(plan: Plan, count: number, withTap: boolean, owned: Owned): Engine {
+  const total = count + (withTap ? 1 : 0);
   const jobBytes = new Uint8Array(JOB.size);
   const destBytes = new Uint8Array(DEST.size * Math.max(total, 1));
   const job = new StructView(jobBytes, 0, JOB);
-  const dests = Array.from(
-    { length: total },
-    (_, k) => new StructView(destBytes, k * DEST.size, DEST),
-  );
-
-  let stageSize = pipeSize;
-  job.set("src_fd", src.fd);
-  job.set("source", plan.source);
   job.set("stage_r", -1);
   job.set("stage_w", -1);
+  const all = Array.from({ length: total }, (_, k) => {
+    const d = new StructView(destBytes, k * DEST.size, DEST);
+    d.set("branch_r", -1);
+    d.set("branch_w", -1);
+    return d;
+  });
+  const dests = all.slice(0, count);
+  const tap = withTap ? all[count] : undefined;
+  return {
+    plan,
+    jobBytes,
+    destBytes,
+    job,
+    all,
+    dests,
+    tap,
+    stageSize: 0,
+    chunk: 0,
+    keep: [],
+    owned,
+  };
+}
+
+/** A chunk-sized buffer the shim reads and writes; kept referenced until the end. */
+function scratch(e: Engine): number {
+  return address(e.keep[e.keep.push(new Uint8Array(e.chunk)) - 1]);
+}
+
+/** Where the stable copy comes from: the source itself (a pipe), a stage pipe, a buffer. */
+function setUpSource(e: Engine, src: Fd, pipeSize: number): void {
+  const { job, plan, owned } = e;
+  job.set("src_fd", src.fd);
+  job.set("source", plan.source);
+  e.stageSize = pipeSize;
   if (plan.source === Source.pipe) {
     job.set("stage_r", src.fd);
-    stageSize = raw.getPipeSize(src.fd);
+    e.stageSize = raw.getPipeSize(src.fd);
   } else if (usesStage(plan.source)) {
     const [r, w] = privatePipe(pipeSize, owned, "stage pipe");
     job.set("stage_r", r);
     job.set("stage_w", w);
-    stageSize = raw.getPipeSize(w);
+    e.stageSize = raw.getPipeSize(w);
   }
-  const chunk = Math.min(MiB, stageSize);
-  job.set("stage_size", stageSize);
-  job.set("chunk", chunk);
+  e.chunk = Math.min(MiB, e.stageSize);
+  job.set("stage_size", e.stageSize);
+  job.set("chunk", e.chunk);
   job.set("null_fd", owned.fd(raw.open("/dev/null", raw.O_WRONLY), "/dev/null"));
-  const wake = owned.fd(raw.eventfd(), "eventfd");
-  job.set("wake_fd", wake);
-  job.set("ndest", total);
+  job.set("wake_fd", owned.fd(raw.eventfd(), "eventfd"));
+  job.set("ndest", e.all.length);
   job.set("budget_ns", budgetNs);
   job.set("map_len", windowBytes);
   if (src.kind === "file") job.set("src_size", raw.statx(src.fd).size);
   if (src.kind !== "file" && isBlocking(src.fd)) job.set("src_flags", SRC_MAY_BLOCK);
-  // A chunk-sized buffer the shim reads and writes; kept referenced until the end.
-  const scratch = () => address(keep[keep.push(new Uint8Array(chunk)) - 1]);
   if (plan.source === Source.read_pipe || plan.source === Source.read_buf) {
-    job.set("buf", scratch());
+    job.set("buf", scratch(e));
   }
+}
 
-  const branch = (k: number) => {
-    const [r, w] = privatePipe(stageSize, owned, "branch pipe");
-    dests[k].set("branch_r", r);
-    dests[k].set("branch_w", w);
-  };
-  const setFeed = (k: number, feed: number) => {
-    const d = dests[k];
-    d.set("feed", feed);
-    if (feed >= Feed.branch_splice && feed <= Feed.branch_hash && d.get("branch_w") < 0) branch(k);
-    if (
-      (feed === Feed.branch_copy || feed === Feed.branch_hash || feed === Feed.hash) &&
-      !d.get("scratch")
-    ) {
-      d.set("scratch", scratch());
-      d.set("scratch_cap", chunk);
-    }
-  };
-  for (const d of dests) {
-    d.set("branch_r", -1);
-    d.set("branch_w", -1);
+/** A destination's fd and feed; a borrowed pipe is grown, and capped if it blocks. */
+function setUpDestination(e: Engine, d: DestView, fd: Fd, feed: FeedCode, pipeSize: number) {
+  d.set("fd", fd.fd);
+  if (fd.kind === "pipe") {
+    growPipe(fd.fd, pipeSize);
+    if (isBlocking(fd.fd)) d.set("flags", DEST_BLOCKING_PIPE);
+    d.set("pipe_size", raw.getPipeSize(fd.fd));
   }
-  live.forEach(({ fd }, k) => {
-    const d = dests[k];
-    d.set("fd", fd.fd);
-    if (fd.kind === "pipe") {
-      growPipe(fd.fd, pipeSize);
-      if (isBlocking(fd.fd)) d.set("flags", DEST_BLOCKING_PIPE);
-      d.set("pipe_size", raw.getPipeSize(fd.fd));
-    }
-    setFeed(k, plan.feeds[k]);
-  });
-  if (algorithm) {
-    job.set("hash_alg", checksumCode(algorithm));
-    shim().oc_hash_job_begin(jobBytes);
-    dests[total - 1].set("fd", -1);
-    setFeed(total - 1, plan.hashFeed);
-  }
+  setFeed(e, d, feed);
+}
 
-  const fellBack = new Set<number>();
-  const onAbort = () => raw.write(wake, new Uint8Array(new BigUint64Array([1n]).buffer));
+/** The checksum tap: no fd, its feed hashes the stable copy (or a branch of it). */
+function setUpTap(e: Engine, algorithm: ChecksumAlgorithm): void {
+  e.job.set("hash_alg", checksumCode(algorithm));
+  hashJobBegin(e.jobBytes);
+  e.tap!.set("fd", -1);
+  setFeed(e, e.tap!, e.plan.hashFeed);
+}
+
+/** Sets how `d` is fed, giving it the branch pipe and scratch buffer that feed needs. */
+function setFeed(e: Engine, d: DestView, feed: FeedCode): void {
+  d.set("feed", feed);
+  if (feedsFromBranch(feed) && d.get("branch_w") < 0) {
+    const [r, w] = privatePipe(e.stageSize, e.owned, "branch pipe");
+    d.set("branch_r", r);
+    d.set("branch_w", w);
+  }
+  if (feedsThroughScratch(feed) && !d.get("scratch")) {
+    d.set("scratch", scratch(e));
+    d.set("scratch_cap", e.chunk);
+  }
+}
+
+const eventfdOne = new Uint8Array(new BigUint64Array([1n]).buffer);
+
+/**
+ * Runs the shim's loop batch by batch until the transfer is done, and decides
+ * what each error means: the source failing ends it; a destination that cannot
+ * splice falls back to copying once; any other destination error drops that
+ * destination (or stops everything if `onDestinationError` says so).
+ */
+async function drive(
+  e: Engine,
+  src: Fd,
+  reports: DestinationReport[],
+  options: FanoutOptions,
+): Promise<void> {
+  const fellBack = new Set<DestView>();
+  const wake = e.job.get("wake_fd");
+  const onAbort = () => raw.write(wake, eventfdOne);
   options.signal?.addEventListener("abort", onAbort);
   try {
     for (;;) {
-      const status = await shim().oc_run(jobBytes, destBytes);
+      const status = await runBatch(e.jobBytes, e.destBytes);
       options.signal?.throwIfAborted();
-      options.onProgress?.(bytesDone(job, dests.slice(0, live.length)));
-      if (status === Status.done) break;
-      if (status === Status.source_error) throw sourceError(job, src, plan.source);
+      options.onProgress?.(bytesDone(e));
+      if (status === Status.done) return;
+      if (status === Status.source_error) throw sourceError(e.job, src, e.plan.source);
       if (status !== Status.dest_error) continue;
-      const k = job.get("err_dest");
-      const d = dests[k];
+      const d = e.all[e.job.get("err_dest")];
       const errno = d.get("err");
       const call = CALLS[d.get("err_call")];
-      if (k === live.length) throw new OnecopyError(call, errno, "checksum tap");
-      if (!fellBack.has(k) && shouldFallBack(d.get("feed"), call, errno)) {
-        fellBack.add(k); // this fd cannot splice: copy out of a branch instead
-        setFeed(k, Feed.branch_copy);
+      if (d === e.tap) throw new OnecopyError(call, errno, "checksum tap");
+      if (!fellBack.has(d) && shouldFallBack(d.get("feed"), call, errno)) {
+        fellBack.add(d); // this fd cannot splice: copy out of a branch instead
+        setFeed(e, d, Feed.branch_copy);
         continue;
       }
       d.set("feed", Feed.dead);
-      const report = reports[live[k].i];
+      const report = reports[e.dests.indexOf(d)];
       report.error = new OnecopyError(call, errno, report.target);
-      if (options.onDestinationError?.(report.target, report.error) === "stop") break;
-      if (live.every((_, j) => dests[j].get("feed") === Feed.dead)) break;
+      if (options.onDestinationError?.(report.target, report.error) === "stop") return;
+      if (e.dests.every((x) => x.get("feed") === Feed.dead)) return;
     }
   } finally {
     options.signal?.removeEventListener("abort", onAbort);
-    shim().oc_run_release(jobBytes);
+    releaseRun(e.jobBytes);
   }
-
-  live.forEach((_, k) => (reports[live[k].i].bytes = dests[k].get("done")));
-  const report: Omit<FanoutReport, "destinations" | "seconds"> = {
-    bytes: job.get("taken"),
-    method: plan.method,
-    stable: plan.stable,
-  };
-  if (algorithm) {
-    const digest = new Uint8Array(32);
-    const len = Number(shim().oc_hash_job_end(jobBytes, digest));
-    report.checksum = { algorithm, hex: hex(digest.subarray(0, len)) };
-  }
-  keep.length = 0;
-  return report;
 }
 
 /** Bytes that every live destination has received. */
-function bytesDone(
-  job: StructView<typeof JOB.fields>,
-  dests: StructView<typeof DEST.fields>[],
-): number {
-  const alive = dests.filter((d) => d.get("feed") !== Feed.dead);
-  return Math.min(job.get("taken"), ...alive.map((d) => d.get("done")));
+function bytesDone(e: Engine): number {
+  const alive = e.dests.filter((d) => d.get("feed") !== Feed.dead);
+  return Math.min(e.job.get("taken"), ...alive.map((d) => d.get("done")));
 }
 
-function sourceError(
-  job: StructView<typeof JOB.fields>,
-  src: Fd,
-  source: number,
-): OnecopyError {
+/** Fills in each destination's count and builds the report (with the checksum). */
+function finish(
+  e: Engine,
+  reports: DestinationReport[],
+  algorithm: ChecksumAlgorithm | undefined,
+): Omit<FanoutReport, "destinations" | "seconds"> {
+  e.dests.forEach((d, k) => (reports[k].bytes = d.get("done")));
+  const report: Omit<FanoutReport, "destinations" | "seconds"> = {
+    bytes: e.job.get("taken"),
+    method: e.plan.method,
+    stable: e.plan.stable,
+  };
+  if (algorithm) report.checksum = { algorithm, hex: hex(hashJobEnd(e.jobBytes)) };
+  e.keep.length = 0;
+  return report;
+}
+
+function sourceError(job: JobView, src: Fd, source: number): OnecopyError {
   const errno = job.get("err");
   const call = CALLS[job.get("err_call")];
   if (source === Source.mmap_buf && (errno === Errno.EFAULT || errno === Errno.ENODATA)) {

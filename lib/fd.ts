@@ -329,9 +329,11 @@ function detectKind(fd: number): FdKind {
   }
 }
 
-// Waits are bounded so that no worker-thread poll outlives a cancelled stream
-// (a pending FFI call would keep the process alive).
-const waitMs = 100;
+/**
+ * The longest one worker-thread poll() waits. Bounded so that no poll outlives
+ * a cancelled stream (a pending FFI call would keep the process alive).
+ */
+export const waitMs = 100;
 
 /** One read without blocking the event loop: -1 means "try again". */
 async function readWhenReady(fd: Fd, buf: Uint8Array): Promise<number> {

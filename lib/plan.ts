@@ -10,14 +10,19 @@ import { Feed, Source } from "../ffi/layout.ts";
 import { Errno } from "../ffi/errors.ts";
 import type { FdKind } from "./fd.ts";
 
-/** The transfer methods. See `fanout()` for what each guarantees. */
-export type Method = "auto" | "pipe-tee" | "vmsplice" | "mmap-write" | "copy";
+/** The transfer methods, for argument checking and help texts. See `fanout()` for each. */
+export const methods = ["auto", "pipe-tee", "vmsplice", "mmap-write", "copy"] as const;
+
+/** A transfer method. See `fanout()` for what each guarantees. */
+export type Method = (typeof methods)[number];
 
 /** The concrete method a fan-out ran with (`auto` resolved). */
 export type UsedMethod = Exclude<Method, "auto">;
 
-type FeedCode = (typeof Feed)[keyof typeof Feed];
-type SourceCode = (typeof Source)[keyof typeof Source];
+/** An engine `Feed` value. */
+export type FeedCode = (typeof Feed)[keyof typeof Feed];
+/** An engine `Source` value. */
+export type SourceCode = (typeof Source)[keyof typeof Source];
 
 /**
  * Per destination kind: how to feed it from the stage pipe, and whether
@@ -59,6 +64,16 @@ const stageSources = new Set<number>([
   Source.vmsplice,
   Source.splice_in,
 ]);
+
+/** Whether a feed tee()s into a private branch pipe first. */
+export function feedsFromBranch(feed: number): boolean {
+  return feed === Feed.branch_splice || feed === Feed.branch_copy || feed === Feed.branch_hash;
+}
+
+/** Whether a feed reads into a scratch buffer of its own (to write or hash it). */
+export function feedsThroughScratch(feed: number): boolean {
+  return feed === Feed.branch_copy || feed === Feed.branch_hash || feed === Feed.hash;
+}
 
 /** Whether an engine source mode uses the stage pipe. */
 export function usesStage(source: number): boolean {

@@ -8,10 +8,9 @@
 
 import * as raw from "../ffi/raw.ts";
 import { hasCode } from "../ffi/errors.ts";
-import type { Fd } from "./fd.ts";
+import { type Fd, waitMs } from "./fd.ts";
 
 const flags = raw.SPLICE_F_NONBLOCK | raw.SPLICE_F_MOVE;
-const waitMs = 100;
 
 async function waitFor(fds: raw.PollRequest[]): Promise<void> {
   await raw.pollAsync(fds, waitMs);

@@ -77,7 +77,7 @@ export async function compile(zig: string, triple: string): Promise<Uint8Array> 
 
 async function sha256Hex(bytes: Uint8Array): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+  return new Uint8Array(digest).toHex();
 }
 
 function toBase64(bytes: Uint8Array): string {

@@ -2,7 +2,7 @@
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { Checksum, fanout, FanoutError, Fd, type Method } from "../mod.ts";
+import { Checksum, fanout, FanoutError, Fd, methods } from "../mod.ts";
 import {
   drain,
   openFds,
@@ -13,7 +13,6 @@ import {
   tempDir,
 } from "./helpers.ts";
 
-const methods: Method[] = ["auto", "pipe-tee", "vmsplice", "mmap-write", "copy"];
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const sizes = [

@@ -1,0 +1,12 @@
+/**
+ * What the onecopy CLI needs beyond the public API (mod.ts): one deliberate
+ * door into the library's internals, so that cli/ imports nothing else from
+ * lib/ or ffi/. Not part of the published API; may change at any time.
+ *
+ * @module
+ */
+
+export { describeFailure } from "./fanout.ts";
+export { parseTarget } from "./addr.ts";
+export { hasCode } from "../ffi/errors.ts";
+export { statx } from "../ffi/raw.ts";
