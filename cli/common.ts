@@ -37,6 +37,16 @@ export function method(value: unknown): Method {
   return value as Method;
 }
 
+/** Checks a duration option given in seconds (`--connect-timeout 2.5`); returns ms. */
+export function seconds(option: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const s = Number(value);
+  if (value.trim() === "" || !Number.isFinite(s) || s <= 0) {
+    throw new UsageError(`${option} wants a number of seconds above 0, not '${value}'`);
+  }
+  return s * 1000;
+}
+
 /** Checks `--checksum`. */
 export function checksum(value: unknown): ChecksumAlgorithm | undefined {
   if (value === undefined) return undefined;

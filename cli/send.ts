@@ -15,6 +15,7 @@ import {
   method,
   parse,
   reportOf,
+  seconds,
 } from "./common.ts";
 import { Progress } from "./progress.ts";
 import { Exit, UsageError } from "./usage.ts";
@@ -35,6 +36,7 @@ export async function send(
       checksum: { type: "string" },
       progress: { type: "boolean" },
       json: { type: "boolean" },
+      "connect-timeout": { type: "string" },
     },
   });
   if (positionals.length !== 1) {
@@ -53,6 +55,7 @@ export async function send(
       append: values.append,
       checksum: checksum(values.checksum),
       method: method(values.method),
+      connectTimeout: seconds("--connect-timeout", values["connect-timeout"]),
       signal: interrupt.signal,
       onProgress: (n) => progress.update(n),
     }));

@@ -71,6 +71,9 @@ Options:
       --checksum ALG    print "ALG HEX" of the bytes sent (${checksumList})
       --progress        a live progress line on stderr (terminals only)
       --json            print a JSON report on stdout instead
+      --connect-timeout S
+                        give up on a tcp:// or unix: DEST that has not answered
+                        after S seconds (default 30); the others go on
   -h, --help            this help`,
 
   recv: `Usage: onecopy recv --listen tcp://HOST:PORT|unix:PATH [OPTIONS]

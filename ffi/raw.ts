@@ -55,6 +55,7 @@ export const SOL_SOCKET = 1;
 export const SO_REUSEADDR = 2;
 export const SO_ERROR = 4;
 export const SO_SNDBUF = 7;
+export const SO_LINGER = 13;
 export const IPPROTO_TCP = 6;
 export const TCP_NODELAY = 1;
 export const SHUT_WR = 1;
@@ -73,7 +74,10 @@ export const STATX_BASIC_STATS = 0x7ff;
 /** `struct statx` (linux/stat.h): its size, and the offsets of the fields read here. */
 const statxSize = 256;
 const stx_mode = 28; // __u16, after mask, blksize, attributes, nlink, uid, gid
-const stx_size = 40; // __u64, after mode, a pad and ino
+const stx_ino = 32; // __u64, after mode and a pad
+const stx_size = 40; // __u64, after ino
+const stx_dev_major = 136; // __u32 pair, after the four timestamps and rdev
+const stx_dev_minor = 140;
 
 const S_IFMT = 0o170000;
 const fileTypes: Record<number, FileType> = {
@@ -233,14 +237,9 @@ export function socket(domain: number, type: number, protocol = 0): number {
   return check(shim().oc_socket(domain, type | SOCK_CLOEXEC, protocol), "socket");
 }
 
-/** connect(2), blocking the calling thread. */
+/** connect(2); on a non-blocking socket EINPROGRESS (TCP) or EAGAIN (unix) means "wait". */
 export function connect(fd: number, addr: Uint8Array): void {
   check(shim().oc_connect(fd, addr, addr.length), "connect");
-}
-
-/** connect(2) on a worker thread, so a slow connect does not stall the event loop. */
-export async function connectAsync(fd: number, addr: Uint8Array, what?: string): Promise<void> {
-  check(await shim().oc_connect_async(fd, addr, addr.length), "connect", what);
 }
 
 /** bind(2). */
@@ -278,6 +277,15 @@ export function getsockname(fd: number): Uint8Array {
 export function setsockoptInt(fd: number, level: number, name: number, value: number): void {
   const v = new Int32Array([value]);
   check(shim().oc_setsockopt(fd, level, name, bytesOf(v), 4), "setsockopt");
+}
+
+/**
+ * SO_LINGER {on, 0 s}: close() then drops what is queued and sends a reset, so
+ * the peer sees a broken transfer instead of a clean end of stream.
+ */
+export function setResetOnClose(fd: number): void {
+  const v = new Int32Array([1, 0]); // struct linger { l_onoff, l_linger }
+  check(shim().oc_setsockopt(fd, SOL_SOCKET, SO_LINGER, bytesOf(v), 8), "setsockopt", "SO_LINGER");
 }
 
 /** getsockopt(2) of an `int` value. */
@@ -329,11 +337,34 @@ export function eventfd(initval = 0, flags = EFD_CLOEXEC | EFD_NONBLOCK): number
   return check(shim().oc_eventfd(initval, flags), "eventfd");
 }
 
+export const SIGXFSZ = 25;
+const SIG_IGN = 1n;
+
+/**
+ * Ignores a signal (rt_sigaction SIG_IGN) and returns the previous action, for
+ * `restoreSignal()`. An ignored signal is inherited by child processes.
+ */
+export function ignoreSignal(signo: number): Uint8Array {
+  const act = new Uint8Array(32); // struct sigaction: handler, flags, restorer, mask
+  new DataView(act.buffer).setBigUint64(0, SIG_IGN, true);
+  const old = new Uint8Array(32);
+  check(shim().oc_sigaction(signo, act, old), "rt_sigaction");
+  return old;
+}
+
+/** Puts back the action `ignoreSignal()` returned. */
+export function restoreSignal(signo: number, old: Uint8Array): void {
+  check(shim().oc_sigaction(signo, old, null), "rt_sigaction");
+}
+
 /** What statx(2) tells about an fd or a path. */
 export interface Stat {
   type: FileType;
   mode: number;
   size: number;
+  /** Device and inode: together they name one file, whatever path or fd leads to it. */
+  dev: number;
+  ino: bigint;
 }
 
 /** statx(2) of an open fd (AT_EMPTY_PATH) or of a path (following symlinks). */
@@ -353,5 +384,7 @@ export function statx(target: number | string): Stat {
     type: fileTypes[mode & S_IFMT] ?? "file",
     mode: mode & 0o7777,
     size: Number(view.getBigUint64(stx_size, true)),
+    dev: view.getUint32(stx_dev_major, true) * 2 ** 32 + view.getUint32(stx_dev_minor, true),
+    ino: view.getBigUint64(stx_ino, true),
   };
 }

@@ -25,13 +25,6 @@ export const symbols = {
   oc_munmap: { parameters: ["usize", "usize"], result: "isize" },
   oc_socket: { parameters: ["u32", "u32", "u32"], result: "isize" },
   oc_connect: { parameters: [fd, "buffer", "u32"], result: "isize" },
-  /** connect() on a worker thread: a blocking connect must not stall the event loop. */
-  oc_connect_async: {
-    name: "oc_connect",
-    parameters: [fd, "buffer", "u32"],
-    result: "isize",
-    nonblocking: true,
-  },
   oc_bind: { parameters: [fd, "buffer", "u32"], result: "isize" },
   oc_listen: { parameters: [fd, "u32"], result: "isize" },
   oc_accept4: { parameters: [fd, "buffer", "buffer", "u32"], result: "isize" },
@@ -55,6 +48,7 @@ export const symbols = {
     nonblocking: true,
   },
   oc_eventfd: { parameters: ["u32", "u32"], result: "isize" },
+  oc_sigaction: { parameters: ["u32", "buffer", "buffer"], result: "isize" },
   oc_statx: { parameters: [fd, "buffer", "u32", "u32", "buffer"], result: "isize" },
   oc_hash_begin: { parameters: ["u32", "buffer"], result: "isize" },
   oc_hash_update: { parameters: ["u32", "buffer", "buffer", "usize"], result: "isize" },

@@ -26,13 +26,14 @@ export function parseTarget(text: string, role: "source" | "destination" | "list
     return { kind: "unix", path, text };
   }
   if (text.startsWith("tcp://")) {
-    const m = /^tcp:\/\/(\[[0-9a-fA-F:.]+\]|[^:/[\]]+):(\d+)$/.exec(text);
+    // An IPv6 literal may carry a zone: [fe80::1%eth0] (RFC 6874 writes the % as %25).
+    const m = /^tcp:\/\/(\[[0-9a-fA-F:.]+(?:%(?:25)?[\w.-]+)?\]|[^:/[\]%]+):(\d+)$/.exec(text);
     const port = m ? Number(m[2]) : NaN;
     const low = role === "listen" ? 0 : 1;
     if (!m || !(port >= low && port <= 65535)) {
       throw new TypeError(`${text}: expected tcp://HOST:PORT with a port from ${low} to 65535`);
     }
-    return { kind: "tcp", host: m[1].replace(/^\[|\]$/g, ""), port, text };
+    return { kind: "tcp", host: m[1].replace(/^\[|\]$/g, "").replace("%25", "%"), port, text };
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) {
     throw new TypeError(
@@ -68,26 +69,55 @@ export function parseIPv6(host: string): Uint8Array | undefined {
   return out;
 }
 
-/** A resolved IP address. */
+/** A resolved IP address; `scope` is an IPv6 zone's interface index. */
 export interface IpAddress {
   family: typeof AF_INET | typeof AF_INET6;
   bytes: Uint8Array;
+  scope?: number;
 }
 
-/** Resolves a host: IP literals directly, `localhost` to 127.0.0.1, others through DNS. */
-export async function resolveHost(host: string): Promise<IpAddress> {
+/**
+ * Resolves a host: IP literals (IPv6 with an optional `%zone`) directly,
+ * `localhost` to 127.0.0.1, others through DNS, which `signal` interrupts.
+ */
+export async function resolveHost(host: string, signal?: AbortSignal): Promise<IpAddress> {
+  const [addr, zone] = host.split("%");
+  const v6 = parseIPv6(addr);
+  if (zone !== undefined) {
+    if (!v6) throw new TypeError(`${host}: a %zone is only valid on an IPv6 address`);
+    return { family: AF_INET6, bytes: v6, scope: interfaceIndex(zone, host) };
+  }
   const v4 = parseIPv4(host);
   if (v4) return { family: AF_INET, bytes: v4 };
-  const v6 = parseIPv6(host);
   if (v6) return { family: AF_INET6, bytes: v6 };
   if (host === "localhost") return { family: AF_INET, bytes: Uint8Array.of(127, 0, 0, 1) };
   for (const type of ["A", "AAAA"] as const) {
     try {
-      const [first] = await Deno.resolveDns(host, type);
+      const [first] = await Deno.resolveDns(host, type, { signal });
       if (first) return resolveHost(first);
-    } catch { /* try the next record type */ }
+    } catch (err) {
+      signal?.throwIfAborted();
+      if (err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied) {
+        throw new Error(
+          `cannot resolve host ${host}: name lookups need --allow-net (or give an IP address)`,
+          { cause: err },
+        );
+      }
+      /* not found: try the next record type */
+    }
   }
   throw new Error(`cannot resolve host ${host}`);
+}
+
+/** The index of a network interface named in an IPv6 zone: a number, or a name from sysfs. */
+function interfaceIndex(zone: string, host: string): number {
+  if (/^\d+$/.test(zone)) return Number(zone);
+  try {
+    if (/^[\w.-]+$/.test(zone)) {
+      return Number(Deno.readTextFileSync(`/sys/class/net/${zone}/ifindex`).trim());
+    }
+  } catch { /* no such interface (or no --allow-read): said below */ }
+  throw new TypeError(`${host}: no network interface named '${zone}'`);
 }
 
 /** A `struct sockaddr_in` or `sockaddr_in6` for an address and port. */
@@ -97,6 +127,7 @@ export function sockaddrIp(ip: IpAddress, port: number): Uint8Array {
   view.setUint16(0, ip.family, true);
   view.setUint16(2, port, false);
   out.set(ip.bytes, ip.family === AF_INET ? 4 : 8);
+  if (ip.scope) view.setUint32(24, ip.scope, true); // sin6_scope_id
   return out;
 }
 

@@ -22,7 +22,7 @@ import {
   Status,
   StructView,
 } from "../ffi/layout.ts";
-import { Fd, growPipe } from "./fd.ts";
+import { Fd, growPipe, openReader, openWriter } from "./fd.ts";
 import { parseTarget } from "./addr.ts";
 import {
   choosePlan,
@@ -54,6 +54,11 @@ export interface FanoutOptions {
   onProgress?: (bytesDone: number) => void;
   /** Pipe size in bytes for the stage and branch pipes; default 1 MiB. */
   pipeSize?: number;
+  /**
+   * Gives up on a TCP or Unix destination that does not answer a connect within
+   * this many ms (the others go on); default 30 000.
+   */
+  connectTimeout?: number;
   /** Open file destinations for appending instead of truncating them. */
   append?: boolean;
   /**
@@ -144,22 +149,103 @@ class Owned {
   }
 }
 
-function openSource(spec: SourceSpec, owned: Owned): Fd {
+async function openSource(spec: SourceSpec, owned: Owned, signal?: AbortSignal): Promise<Fd> {
   if (spec instanceof Fd) return spec;
   const target = parseTarget(spec, "source");
   if (target.kind === "stdio") return Fd.stdin();
   if (target.kind !== "file") throw new TypeError(`${spec}: a source must be a file or -`);
-  const fd = owned.add(Fd.open(target.path));
+  const fd = owned.add(await openReader(target.path, signal));
   if (fd.kind === "dir") throw new OnecopyError("read", 21, target.path);
   return fd;
 }
 
-async function openDestination(spec: DestinationSpec, append: boolean, owned: Owned) {
+/** Opens a destination; a file is NOT truncated yet (see `truncateOrRefuse`). */
+async function openDestination(spec: DestinationSpec, options: FanoutOptions, owned: Owned) {
   if (spec instanceof Fd) return spec;
   const target = parseTarget(spec, "destination");
   if (target.kind === "stdio") return Fd.stdout();
-  if (target.kind === "file") return owned.add(Fd.create(target.path, { append }));
-  return owned.add(await Fd.connect(spec));
+  const { signal, append } = options;
+  if (target.kind === "file") return owned.add(await openWriter(target.path, { append, signal }));
+  return owned.add(await Fd.connect(spec, { signal, timeoutMs: options.connectTimeout }));
+}
+
+/**
+ * Each Fd (by fd number, stdio `-` included) may appear once: the same fd twice
+ * would write every byte twice through one file offset. The same path twice is
+ * fine: each gets its own open file and offset.
+ */
+function checkDistinctFds(source: SourceSpec, destinations: DestinationSpec[]): void {
+  const seen = new Set<number>();
+  const fdOf = (spec: SourceSpec, role: "source" | "destination") =>
+    spec instanceof Fd
+      ? (spec.closed ? -1 : spec.fd)
+      : spec === "-"
+      ? (role === "source" ? 0 : 1)
+      : -1;
+  const specs = [
+    [source, "source"] as const,
+    ...destinations.map((d) => [d, "destination"] as const),
+  ];
+  for (const [spec, role] of specs) {
+    const fd = fdOf(spec, role);
+    if (fd < 0) continue;
+    if (seen.has(fd)) {
+      const name = spec instanceof Fd ? spec.label : fd === 1 ? "- (stdout)" : "- (stdin)";
+      throw new TypeError(`${name}: the same fd (${fd}) is given twice; give each Fd once`);
+    }
+    seen.add(fd);
+  }
+}
+
+/** `dev:ino` of a regular file, which names it whatever path or fd leads to it. */
+function fileIdentity(fd: Fd): string | undefined {
+  const st = raw.statx(fd.fd);
+  return st.type === "file" ? `${st.dev}:${st.ino}` : undefined;
+}
+
+/**
+ * Refuses a destination that is the source file itself (by st_dev + st_ino,
+ * so through symlinks and hard links too), before anything is truncated; then
+ * truncates the regular files onecopy opened (unless appending). Returns an
+ * error for this destination, or undefined when it may be written.
+ */
+function truncateOrRefuse(
+  fd: Fd,
+  spec: DestinationSpec,
+  source: string | undefined,
+  append: boolean,
+): Error | undefined {
+  const id = fileIdentity(fd);
+  if (id !== undefined && id === source) {
+    return new Error(
+      `${fd.label}: is the source file; refusing to write it (input file is output file)`,
+    );
+  }
+  if (id !== undefined && typeof spec === "string" && !append) raw.ftruncate(fd.fd, 0);
+  return undefined;
+}
+
+/** Closes with a reset (SO_LINGER 0) the sockets that did not get the whole stream. */
+function resetCutShort(live: Live[], all: boolean): void {
+  for (const { fd, report } of live) {
+    if (!fd.owned || fd.closed || (fd.kind !== "tcp" && fd.kind !== "unix")) continue;
+    if (!all && !report.error) continue;
+    try {
+      raw.setResetOnClose(fd.fd);
+    } catch { /* already broken: it closes either way */ }
+  }
+}
+
+/** mmap-write cannot see the bytes of a file whose size reads 0 (procfs) or that cannot be mapped (sysfs): those are copied. */
+function mappable(src: Fd): boolean {
+  if (src.kind !== "file") return false;
+  if (raw.statx(src.fd).size === 0) return false;
+  try {
+    raw.munmap(raw.mmap(4096, raw.PROT_READ, raw.MAP_SHARED, src.fd, 0), 4096);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function address(buf: Uint8Array): number {
@@ -215,29 +301,42 @@ export async function fanout(
   options: FanoutOptions = {},
 ): Promise<FanoutReport> {
   const started = performance.now();
+  checkDistinctFds(source, destinations);
   const owned = new Owned();
+  const live: Live[] = [];
+  let reports: DestinationReport[] = [];
+  let whole = false;
   try {
     options.signal?.throwIfAborted();
-    const src = openSource(source, owned);
+    const src = await openSource(source, owned, options.signal);
     const opened = await Promise.allSettled(
-      destinations.map((d) => openDestination(d, options.append ?? false, owned)),
+      destinations.map((d) => openDestination(d, options, owned)),
     );
-    const reports: DestinationReport[] = destinations.map((d, i) => {
+    options.signal?.throwIfAborted(); // nothing was truncated yet
+    const sourceId = fileIdentity(src);
+    const append = options.append ?? false;
+    reports = destinations.map((d, i) => {
       const result = opened[i];
       const target = typeof d === "string" ? d : d.label;
-      return result.status === "rejected"
-        ? { target, bytes: 0, error: asError(result.reason) }
-        : { target, bytes: 0 };
+      if (result.status === "rejected") return { target, bytes: 0, error: asError(result.reason) };
+      try {
+        const error = truncateOrRefuse(result.value, d, sourceId, append);
+        const report = { target, bytes: 0, error };
+        if (!error) live.push({ fd: result.value, report });
+        return report;
+      } catch (err) {
+        return { target, bytes: 0, error: asError(err) };
+      }
     });
-    const live = opened.flatMap((r, i) =>
-      r.status === "fulfilled" ? [{ fd: r.value, report: reports[i] }] : []
-    );
+    if (options.method === "mmap-write" && !mappable(src)) options = { ...options, method: "copy" };
     const run = await runEngine(src, live, options, owned);
+    whole = true;
     const report: FanoutReport = { ...run, destinations: reports, seconds: 0 };
     report.seconds = (performance.now() - started) / 1000;
     if (reports.some((d) => d.error)) throw new FanoutError(report);
     return report;
   } finally {
+    resetCutShort(live, !whole);
     owned.closeAll();
   }
 }

@@ -7,7 +7,7 @@
  */
 
 import * as raw from "../ffi/raw.ts";
-import { hasCode } from "../ffi/errors.ts";
+import { Errno, hasCode, OnecopyError } from "../ffi/errors.ts";
 import {
   parseTarget,
   resolveHost,
@@ -16,6 +16,17 @@ import {
   sockaddrPort,
   sockaddrUnix,
 } from "./addr.ts";
+
+/** Options of `Fd.connect()`. */
+export interface ConnectOptions {
+  /** Interrupts the name lookup and the connect (the promise rejects with its reason). */
+  signal?: AbortSignal;
+  /** Gives up on a connect that has no answer after this long; default 30 000 ms. */
+  timeoutMs?: number;
+}
+
+/** How long `Fd.connect()` waits for an answer by default. */
+export const defaultConnectTimeoutMs = 30_000;
 
 /** What an fd is, as far as choosing syscalls goes. */
 export type FdKind = "file" | "pipe" | "tcp" | "unix" | "char" | "dir" | "other";
@@ -137,9 +148,10 @@ export class Fd {
     });
   }
 
-  /** Opens a file for reading. */
-  static open(path: string): Fd {
-    return new Fd(raw.open(path, raw.O_RDONLY | raw.O_NOCTTY), { owned: true, label: path });
+  /** Opens a file for reading (`flags` are added to O_RDONLY, e.g. O_NONBLOCK). */
+  static open(path: string, flags = 0): Fd {
+    const fd = raw.open(path, raw.O_RDONLY | raw.O_NOCTTY | flags);
+    return new Fd(fd, { owned: true, label: path });
   }
 
   /** Creates (or truncates, or with `append` appends to) a file for writing. */
@@ -163,13 +175,17 @@ export class Fd {
     return ends;
   }
 
-  /** Connects to `tcp://host:port` or `unix:/path`; the socket is non-blocking. */
-  static async connect(url: string): Promise<Fd> {
-    const { sock, addr, kind } = await newSocket(url, "destination");
+  /**
+   * Connects to `tcp://host:port` or `unix:/path`; the socket is non-blocking.
+   * `signal` interrupts the name lookup and the connect; a connect that has no
+   * answer within `timeoutMs` (default 30 s) fails with ETIMEDOUT.
+   */
+  static async connect(url: string, options: ConnectOptions = {}): Promise<Fd> {
+    const deadline = performance.now() + (options.timeoutMs ?? defaultConnectTimeoutMs);
+    const { sock, addr, kind } = await newSocket(url, "destination", options.signal);
     return await settingUp(sock, async () => {
-      await raw.connectAsync(sock.fd, addr, url);
+      await connectBy(sock.fd, addr, url, deadline, options.signal);
       if (kind === "tcp") raw.setsockoptInt(sock.fd, raw.IPPROTO_TCP, raw.TCP_NODELAY, 1);
-      raw.setNonBlocking(sock.fd, true);
     });
   }
 
@@ -274,20 +290,147 @@ export class Listener {
 }
 
 /** A new socket for a `tcp://` or `unix:` address, and the sockaddr to connect or bind to. */
-async function newSocket(url: string, role: "destination" | "listen") {
+async function newSocket(url: string, role: "destination" | "listen", signal?: AbortSignal) {
   const target = parseTarget(url, role);
   if (target.kind !== "tcp" && target.kind !== "unix") {
     throw new TypeError(`${url}: not a tcp:// or unix: address`);
   }
   const addr = target.kind === "unix"
     ? sockaddrUnix(target.path)
-    : sockaddrIp(await resolveHost(target.host), target.port);
-  const fd = raw.socket(sockaddrFamily(addr), raw.SOCK_STREAM);
+    : sockaddrIp(await resolveHost(target.host, signal), target.port);
+  // A listener blocks (accept4 waits on a worker thread); a connection does not.
+  const nonBlocking = role === "destination" ? raw.SOCK_NONBLOCK : 0;
+  const fd = raw.socket(sockaddrFamily(addr), raw.SOCK_STREAM | nonBlocking);
   return {
     sock: new Fd(fd, { owned: true, label: url, kind: target.kind }),
     addr,
     kind: target.kind,
   };
+}
+
+// How often a wait that no fd can signal (a FIFO's reader, a full unix
+// backlog) looks again; waits on an fd poll for at most `waitMs`, so an abort
+// is seen within that time.
+const retryMs = 20;
+
+/** Resolves after `ms`, or rejects at once with the signal's reason when it aborts. */
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    signal?.throwIfAborted();
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/**
+ * A non-blocking connect, waited for in short polls so that `signal` and the
+ * deadline are seen within ~100 ms. TCP answers EINPROGRESS and reports the
+ * outcome in SO_ERROR once writable; a unix socket whose backlog is full
+ * answers EAGAIN and is simply asked again.
+ */
+async function connectBy(
+  fd: number,
+  addr: Uint8Array,
+  url: string,
+  deadline: number,
+  signal?: AbortSignal,
+): Promise<void> {
+  const timedOut = () => new OnecopyError("connect", Errno.ETIMEDOUT, url);
+  for (;;) {
+    try {
+      raw.connect(fd, addr);
+      return;
+    } catch (err) {
+      if (!hasCode(err, "EAGAIN")) {
+        if (!hasCode(err, "EINPROGRESS")) throw new OnecopyError("connect", errnoOf(err), url);
+        break;
+      }
+    }
+    if (performance.now() >= deadline) throw timedOut();
+    await sleep(retryMs, signal);
+  }
+  for (;;) {
+    signal?.throwIfAborted();
+    const left = deadline - performance.now();
+    if (left <= 0) throw timedOut();
+    const [revents] = await raw.pollAsync(
+      [{ fd, events: raw.POLLOUT }],
+      Math.ceil(Math.min(waitMs, left)),
+    );
+    signal?.throwIfAborted();
+    if (revents === 0) continue;
+    const error = raw.getsockoptInt(fd, raw.SOL_SOCKET, raw.SO_ERROR);
+    if (error) throw new OnecopyError("connect", error, url);
+    return;
+  }
+}
+
+function errnoOf(err: unknown): number {
+  return err instanceof OnecopyError ? err.errno : Errno.EINVAL;
+}
+
+/**
+ * Opens a path to read from without ever blocking in open(): a FIFO is opened
+ * non-blocking (that never waits), then waited on in short polls until a
+ * writer has come (bytes, or a writer that came and went) so that `signal`
+ * interrupts the wait. A FIFO stays non-blocking; anything else is made
+ * blocking again, as a plain open() would leave it.
+ */
+export async function openReader(path: string, signal?: AbortSignal): Promise<Fd> {
+  const file = Fd.open(path, raw.O_NONBLOCK);
+  try {
+    if (file.kind !== "pipe") {
+      raw.setNonBlocking(file.fd, false);
+      return file;
+    }
+    // Before any writer has opened it, a FIFO reads as empty-with-no-writer (EOF),
+    // but poll() only reports it once a writer has been there.
+    for (;;) {
+      signal?.throwIfAborted();
+      const [revents] = await raw.pollAsync([{ fd: file.fd, events: raw.POLLIN }], waitMs);
+      if (revents !== 0) return file;
+    }
+  } catch (err) {
+    file.close();
+    throw err;
+  }
+}
+
+/**
+ * Opens a path to write to, creating it, WITHOUT truncating it (the caller
+ * truncates once it knows the file is not the source), and without blocking in
+ * open(): a FIFO with no reader yet answers ENXIO to a non-blocking open and is
+ * asked again every few ms until a reader comes or `signal` aborts. A FIFO stays
+ * non-blocking; anything else is made blocking again.
+ */
+export async function openWriter(
+  path: string,
+  options: { append?: boolean; signal?: AbortSignal } = {},
+): Promise<Fd> {
+  const flags = raw.O_WRONLY | raw.O_CREAT | raw.O_NOCTTY | raw.O_NONBLOCK |
+    (options.append ? raw.O_APPEND : 0);
+  for (;;) {
+    options.signal?.throwIfAborted();
+    let fd: number;
+    try {
+      fd = raw.open(path, flags, 0o666);
+    } catch (err) {
+      // ENXIO is also what a unix socket's path answers: only a FIFO is waited for.
+      if (!hasCode(err, "ENXIO") || raw.statx(path).type !== "fifo") throw err;
+      await sleep(retryMs, options.signal);
+      continue;
+    }
+    const file = new Fd(fd, { owned: true, label: path });
+    if (file.kind !== "pipe") raw.setNonBlocking(fd, false);
+    return file;
+  }
 }
 
 /** Runs `setup` on a fresh socket; closes the socket if it fails. */

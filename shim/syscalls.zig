@@ -86,3 +86,8 @@ export fn oc_eventfd(initval: u32, flags: u32) isize {
 export fn oc_statx(dirfd: i32, path: [*:0]const u8, flags: u32, mask: u32, buf: [*]u8) isize {
     return sys.call5(.statx, arg(dirfd), @intFromPtr(path), flags, mask, @intFromPtr(buf));
 }
+/// rt_sigaction with the kernel's own `struct sigaction` (32 bytes on x86_64 and
+/// aarch64: handler, flags, restorer, mask); `act` or `old` may be null.
+export fn oc_sigaction(signo: u32, act: ?*const [32]u8, old: ?*[32]u8) isize {
+    return sys.call4(.rt_sigaction, signo, @intFromPtr(act), @intFromPtr(old), 8);
+}

@@ -84,3 +84,26 @@ export async function runDeno(
 }
 
 export const decoder = new TextDecoder();
+
+const cli = new URL("../cli/main.ts", import.meta.url).pathname;
+
+/** Runs a bash line in which `onecopy` is the CLI (so `ulimit` and redirections apply to it). */
+export async function onecopySh(
+  line: string,
+  cwd?: string,
+): Promise<{ code: number; stdout: Uint8Array; out: string; err: string }> {
+  const onecopy = `'${Deno.execPath()}' run -A '${cli}'`;
+  const { code, stdout, stderr } = await new Deno.Command("bash", {
+    args: ["-c", `onecopy() { ${onecopy} "$@"; }; ${line}`],
+    cwd,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return { code, stdout, out: decoder.decode(stdout), err: decoder.decode(stderr) };
+}
+
+/** Makes a FIFO (named pipe) at `path`. */
+export async function mkfifo(path: string): Promise<void> {
+  const { code } = await new Deno.Command("mkfifo", { args: [path] }).output();
+  if (code !== 0) throw new Error(`mkfifo ${path} failed`);
+}
