@@ -12,12 +12,15 @@
  *   senders doing plain write() and pipe-tee + splice();
  * - memory: peak RSS of `onecopy tee` and `onecopy send` for a sparse
  *   `--rss-size` input, against the 1 GiB runs.
- * Writes bench/results/compare.md and compare.svg.
+ * Writes bench/results/compare.md and compare.svg. Then the mirror scenario
+ * (bench/mirror_compare.ts, bench/results/mirror.md); ONECOPY_BENCH_MIRROR=skip
+ * leaves it out, ONECOPY_BENCH_MIRROR=only runs nothing else.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
+import { mirrorCompare } from "./mirror_compare.ts";
 
 const here = new URL(".", import.meta.url).pathname;
 const cli = new URL("../cli/main.ts", import.meta.url).pathname;
@@ -250,6 +253,12 @@ const deno = `'${Deno.execPath()}'`;
 const onecopy = `${deno} run -A '${cli}'`;
 
 async function main() {
+  const mirror = Deno.env.get("ONECOPY_BENCH_MIRROR") ?? "";
+  if (mirror !== "only") await fileScenarios();
+  if (mirror !== "skip") console.log(await mirrorCompare());
+}
+
+async function fileScenarios() {
   const { values } = parseArgs({
     args: Deno.args,
     strict: true,
