@@ -7,12 +7,20 @@
 
 import { shim } from "./load.ts";
 import { check } from "./errors.ts";
-import { DIGEST_MAX, Status } from "./layout.ts";
+import { DEST, DIGEST_MAX, JOB, Status } from "./layout.ts";
 
 /** What one batch of the fan-out loop ended with. */
 export type StatusCode = (typeof Status)[keyof typeof Status];
 
 const statuses = new Set<number>(Object.values(Status));
+
+/** Sets a job and its `ndest` destinations to their defaults: fds -1, feeds dead. */
+export function initJob(job: Uint8Array, dests: Uint8Array, ndest: number): void {
+  if (job.length < JOB.size || dests.length < ndest * DEST.size) {
+    throw new RangeError("initJob: the buffers are smaller than the structs");
+  }
+  shim().oc_job_init(job, dests, ndest);
+}
 
 /**
  * Runs one batch of the fan-out loop on a worker thread: until the transfer is

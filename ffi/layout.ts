@@ -6,13 +6,17 @@
  * @module
  */
 
-type Kind = "i32" | "u32" | "u64";
+type Kind = "u8" | "i32" | "u32" | "u64";
 type Fields = Record<string, readonly [offset: number, kind: Kind]>;
 
-/** `struct Job` in shim/engine.zig. */
+/**
+ * `struct Job` in shim/engine.zig: its `config` (written here, after
+ * `oc_job_init` set the defaults) and its `state` (the loop's: only read here).
+ */
 export const JOB = {
   size: 1192,
   fields: {
+    // config
     src_fd: [0, "i32"],
     source: [4, "u32"],
     stage_r: [8, "i32"],
@@ -21,43 +25,46 @@ export const JOB = {
     wake_fd: [20, "i32"],
     ndest: [24, "u32"],
     src_flags: [28, "u32"],
-    src_size: [32, "u64"],
-    chunk: [40, "u64"],
-    stage_size: [48, "u64"],
-    map: [56, "u64"],
-    map_off: [64, "u64"],
-    map_len: [72, "u64"],
-    buf: [80, "u64"],
-    budget_ns: [88, "u64"],
-    taken: [96, "u64"],
-    tail: [104, "u64"],
-    head: [112, "u64"],
-    round_start: [120, "u64"],
-    round_end: [128, "u64"],
-    round_ptr: [136, "u64"],
-    eof: [144, "u32"],
-    err_dest: [148, "i32"],
-    err: [152, "i32"],
-    err_call: [156, "u32"],
-    hash_alg: [160, "u32"],
-    hash_state: [168, "u32"],
+    hash_alg: [32, "u32"],
+    src_size: [40, "u64"],
+    chunk: [48, "u64"],
+    stage_size: [56, "u64"],
+    map_len: [64, "u64"],
+    buf: [72, "u64"],
+    budget_ns: [80, "u64"],
+    // state
+    taken: [88, "u64"],
+    tail: [96, "u64"],
+    head: [104, "u64"],
+    round_start: [112, "u64"],
+    round_end: [120, "u64"],
+    round_ptr: [128, "u64"],
+    map: [136, "u64"],
+    map_off: [144, "u64"],
+    eof: [152, "u8"],
+    err_dest: [156, "i32"],
+    err: [160, "i32"],
+    err_call: [164, "u32"],
+    hash_state: [168, "u8"],
   },
 } as const satisfies { size: number; fields: Fields };
 
-/** `struct Dest` in shim/engine.zig. */
+/** `struct Dest` in shim/engine.zig: `config` (written here; `feed` also between batches), then `state`. */
 export const DEST = {
   size: 80,
   fields: {
+    // config
     fd: [0, "i32"],
     feed: [4, "u32"],
     branch_r: [8, "i32"],
     branch_w: [12, "i32"],
     flags: [16, "u32"],
     pipe_size: [20, "u32"],
-    fed: [24, "u64"],
-    done: [32, "u64"],
-    scratch: [40, "u64"],
-    scratch_cap: [48, "u64"],
+    scratch: [24, "u64"],
+    scratch_cap: [32, "u64"],
+    // state
+    fed: [40, "u64"],
+    done: [48, "u64"],
     scratch_len: [56, "u64"],
     scratch_off: [64, "u64"],
     err: [72, "i32"],
@@ -87,7 +94,16 @@ export const Feed = {
 } as const;
 
 /** What `oc_run` returned (`enum Status`). */
-export const Status = { done: 0, again: 1, woken: 2, dest_error: 3, source_error: 4 } as const;
+export const Status = {
+  done: 0,
+  again: 1,
+  woken: 2,
+  dest_error: 3,
+  source_error: 4,
+  dest_wrote_nothing: 5,
+  source_shrank: 6,
+  invalid_job: 7,
+} as const;
 
 /** Syscall names by `enum Call`. */
 export const CALLS = [
@@ -102,6 +118,9 @@ export const CALLS = [
   "poll",
   "ioctl",
 ] as const;
+
+/** The most `Dest`s one job may have (`max_dests`), the checksum tap included. */
+export const MAX_DESTS = 64;
 
 /** Checksum algorithms by `enum Alg` (shim/hash.zig). */
 export const HashAlg = { none: 0, sha256: 1, xxh64: 2, xxh3: 3, crc32c: 4 } as const;
@@ -128,6 +147,7 @@ export class StructView<F extends Fields> {
   /** Reads a field (u64 as a number: positions and sizes stay below 2^53). */
   get(name: keyof F & string): number {
     const [off, kind] = this.#fields[name];
+    if (kind === "u8") return this.#view.getUint8(off);
     if (kind === "i32") return this.#view.getInt32(off, true);
     if (kind === "u32") return this.#view.getUint32(off, true);
     return Number(this.#view.getBigUint64(off, true));
@@ -136,7 +156,8 @@ export class StructView<F extends Fields> {
   /** Writes a field. */
   set(name: keyof F & string, value: number): void {
     const [off, kind] = this.#fields[name];
-    if (kind === "i32") this.#view.setInt32(off, value, true);
+    if (kind === "u8") this.#view.setUint8(off, value);
+    else if (kind === "i32") this.#view.setInt32(off, value, true);
     else if (kind === "u32") this.#view.setUint32(off, value, true);
     else this.#view.setBigUint64(off, BigInt(value), true);
   }

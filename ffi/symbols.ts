@@ -53,6 +53,8 @@ export const symbols = {
   oc_hash_begin: { parameters: ["u32", "buffer"], result: "isize" },
   oc_hash_update: { parameters: ["u32", "buffer", "buffer", "usize"], result: "isize" },
   oc_hash_end: { parameters: ["u32", "buffer", "buffer"], result: "isize" },
+  /** Sets a job and its destinations to their defaults (fds -1, feeds dead). */
+  oc_job_init: { parameters: ["buffer", "buffer", "u32"], result: "void" },
   /** The fan-out loop: one call moves a batch (up to the job's time budget). */
   oc_run: { parameters: ["buffer", "buffer"], result: "i32", nonblocking: true },
   oc_run_release: { parameters: ["buffer"], result: "isize" },

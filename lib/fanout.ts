@@ -7,8 +7,8 @@
  */
 
 import * as raw from "../ffi/raw.ts";
-import { Errno, OnecopyError } from "../ffi/errors.ts";
-import { hashJobBegin, hashJobEnd, releaseRun, runBatch } from "../ffi/engine.ts";
+import { OnecopyError } from "../ffi/errors.ts";
+import { hashJobBegin, hashJobEnd, initJob, releaseRun, runBatch } from "../ffi/engine.ts";
 import {
   CALLS,
   DEST,
@@ -17,6 +17,7 @@ import {
   Feed,
   JOB,
   type JobView,
+  MAX_DESTS,
   Source,
   SRC_MAY_BLOCK,
   Status,
@@ -155,7 +156,7 @@ async function openSource(spec: SourceSpec, owned: Owned, signal?: AbortSignal):
   if (target.kind === "stdio") return Fd.stdin();
   if (target.kind !== "file") throw new TypeError(`${spec}: a source must be a file or -`);
   const fd = owned.add(await openReader(target.path, signal));
-  if (fd.kind === "dir") throw new OnecopyError("read", 21, target.path);
+  if (fd.kind === "dir") throw new TypeError(`${target.path}: is a directory, not a source`);
   return fd;
 }
 
@@ -393,20 +394,22 @@ async function runEngine(
   return finish(engine, reports, options.checksum);
 }
 
-/** The shared structs for `count` destinations (and a tap), every fd -1. */
+/** The shared structs for `count` destinations (and a tap), at the shim's defaults. */
 function allocate(plan: Plan, count: number, withTap: boolean, owned: Owned): Engine {
   const total = count + (withTap ? 1 : 0);
+  if (total > MAX_DESTS) {
+    throw new RangeError(
+      `fanout() takes at most ${MAX_DESTS} destinations (a checksum counts as one), not ${total}`,
+    );
+  }
   const jobBytes = new Uint8Array(JOB.size);
   const destBytes = new Uint8Array(DEST.size * Math.max(total, 1));
+  initJob(jobBytes, destBytes, total);
   const job = new StructView(jobBytes, 0, JOB);
-  job.set("stage_r", -1);
-  job.set("stage_w", -1);
-  const all = Array.from({ length: total }, (_, k) => {
-    const d = new StructView(destBytes, k * DEST.size, DEST);
-    d.set("branch_r", -1);
-    d.set("branch_w", -1);
-    return d;
-  });
+  const all = Array.from(
+    { length: total },
+    (_, k) => new StructView(destBytes, k * DEST.size, DEST),
+  );
   const dests = all.slice(0, count);
   const tap = withTap ? all[count] : undefined;
   return {
@@ -449,7 +452,6 @@ function setUpSource(e: Engine, src: Fd, pipeSize: number): void {
   job.set("chunk", e.chunk);
   job.set("null_fd", owned.fd(raw.open("/dev/null", raw.O_WRONLY), "/dev/null"));
   job.set("wake_fd", owned.fd(raw.eventfd(), "eventfd"));
-  job.set("ndest", e.all.length);
   job.set("budget_ns", budgetNs);
   job.set("map_len", windowBytes);
   if (src.kind === "file") job.set("src_size", raw.statx(src.fd).size);
@@ -470,11 +472,10 @@ function setUpDestination(e: Engine, d: DestView, fd: Fd, feed: FeedCode, pipeSi
   setFeed(e, d, feed);
 }
 
-/** The checksum tap: no fd, its feed hashes the stable copy (or a branch of it). */
+/** The checksum tap: no fd (-1), its feed hashes the stable copy (or a branch of it). */
 function setUpTap(e: Engine, algorithm: ChecksumAlgorithm): void {
   e.job.set("hash_alg", checksumCode(algorithm));
   hashJobBegin(e.jobBytes);
-  e.tap!.set("fd", -1);
   setFeed(e, e.tap!, e.plan.hashFeed);
 }
 
@@ -515,21 +516,35 @@ async function drive(
       const status = await runBatch(e.jobBytes, e.destBytes);
       options.signal?.throwIfAborted();
       options.onProgress?.(bytesDone(e));
-      if (status === Status.done) return;
-      if (status === Status.source_error) throw sourceError(e.job, src, e.plan.source);
-      if (status !== Status.dest_error) continue;
+      switch (status) {
+        case Status.done:
+          return;
+        case Status.again:
+        case Status.woken:
+          continue;
+        case Status.source_error:
+          throw new OnecopyError(CALLS[e.job.get("err_call")], e.job.get("err"), src.label);
+        case Status.source_shrank:
+          throw new Error(`${src.label}: the source shrank during the transfer`);
+        case Status.invalid_job:
+          throw new Error("the native engine rejected the job (a bug in onecopy)");
+      }
+      // A destination failed (dest_error, dest_wrote_nothing).
       const d = e.all[e.job.get("err_dest")];
       const errno = d.get("err");
       const call = CALLS[d.get("err_call")];
-      if (d === e.tap) throw new OnecopyError(call, errno, "checksum tap");
-      if (!fellBack.has(d) && shouldFallBack(d.get("feed"), call, errno)) {
+      const error = status === Status.dest_wrote_nothing
+        ? new Error(`${call}() accepted no bytes`)
+        : undefined;
+      if (d === e.tap) throw error ?? new OnecopyError(call, errno, "checksum tap");
+      if (!error && !fellBack.has(d) && shouldFallBack(d.get("feed"), call, errno)) {
         fellBack.add(d); // this fd cannot splice: copy out of a branch instead
         setFeed(e, d, Feed.branch_copy);
         continue;
       }
       d.set("feed", Feed.dead);
       const report = reports[e.dests.indexOf(d)];
-      report.error = new OnecopyError(call, errno, report.target);
+      report.error = error ?? new OnecopyError(call, errno, report.target);
       if (options.onDestinationError?.(report.target, report.error) === "stop") return;
       if (e.dests.every((x) => x.get("feed") === Feed.dead)) return;
     }
@@ -560,13 +575,4 @@ function finish(
   if (algorithm) report.checksum = { algorithm, hex: hex(hashJobEnd(e.jobBytes)) };
   e.keep.length = 0;
   return report;
-}
-
-function sourceError(job: JobView, src: Fd, source: number): OnecopyError {
-  const errno = job.get("err");
-  const call = CALLS[job.get("err_call")];
-  if (source === Source.mmap_buf && (errno === Errno.EFAULT || errno === Errno.ENODATA)) {
-    return new OnecopyError(call, errno, `${src.label}: the source shrank during the transfer`);
-  }
-  return new OnecopyError(call, errno, src.label);
 }

@@ -7,9 +7,15 @@
 //!   head   bytes consumed from the stage pipe
 //!   fed    per destination: bytes tee'd into its pipe or branch
 //!   done   per destination: bytes delivered into the destination itself
-//! tee() copies from the stage's head and never consumes, so a destination may
-//! be tee'd only when its `fed == head`; the stage is consumed (spliced into
-//! /dev/null) up to the smallest `fed`. A short tee therefore never duplicates.
+//! so that head <= fed <= tail and done <= fed for every destination fed from
+//! the stage (`assertPositions`). tee() copies from the stage's head and never
+//! consumes, so a destination may be tee'd only when its `fed == head`; the
+//! stage is consumed (spliced into /dev/null) up to the smallest `fed`. A short
+//! tee therefore never duplicates.
+//!
+//! The shared structs are split by owner: each `config` is written by
+//! TypeScript (after `oc_job_init` set the defaults) and only read here; each
+//! `state` is owned by the loop and only read by TypeScript, between batches.
 //!
 //! No policy lives here: on an error the loop records errno and the syscall,
 //! returns, and TypeScript decides (fall back, drop the destination, abort).
@@ -34,10 +40,20 @@ pub const Source = enum(u32) {
     /// splice() the source into the stage: no copy. Stable only for sources whose
     /// bytes cannot change once queued (sockets), never for files.
     splice_in = 5,
+
+    /// Whether the source is read in rounds: a chunk into a buffer, which every
+    /// buffer feed and the stage take in full before the next read.
+    fn hasRounds(src: Source) bool {
+        return switch (src) {
+            .read_pipe, .vmsplice, .read_buf => true,
+            .pipe, .mmap_buf, .splice_in => false,
+        };
+    }
 };
 
 /// How one destination is fed.
 pub const Feed = enum(u32) {
+    /// Not fed: failed, or dropped by TypeScript. `oc_job_init`'s default.
     dead = 0,
     /// tee() from the stage straight into the destination, which is a pipe.
     tee = 1,
@@ -51,9 +67,43 @@ pub const Feed = enum(u32) {
     write = 5,
     /// hash the stable buffer (pread() of the source for mmap_buf).
     hash = 6,
+
+    /// Fed by tee() from the stage: holds the stage's head back until it has the bytes.
+    fn usesStage(f: Feed) bool {
+        return switch (f) {
+            .tee, .branch_splice, .branch_copy, .branch_hash => true,
+            .dead, .write, .hash => false,
+        };
+    }
+    /// Fed from the stable buffer (or mapping): holds the next round back.
+    fn usesBuffer(f: Feed) bool {
+        return switch (f) {
+            .write, .hash => true,
+            .dead, .tee, .branch_splice, .branch_copy, .branch_hash => false,
+        };
+    }
 };
 
-pub const Status = enum(i32) { done = 0, again = 1, woken = 2, dest_error = 3, source_error = 4 };
+/// What one `oc_run` call ended with.
+pub const Status = enum(i32) {
+    /// Every live destination has every byte.
+    done = 0,
+    /// The time budget ran out: call again.
+    again = 1,
+    /// The wake fd was signalled (TypeScript's abort).
+    woken = 2,
+    /// A destination's syscall failed: `state.err_dest`, and that Dest's `err`, `err_call`.
+    dest_error = 3,
+    /// The source's syscall failed (or poll()): `state.err`, `state.err_call`.
+    source_error = 4,
+    /// write() into a destination (`state.err_dest`) accepted no bytes, with no errno.
+    dest_wrote_nothing = 5,
+    /// mmap_buf: the source file became shorter than `src_size` during the transfer.
+    source_shrank = 6,
+    /// The job is malformed (more than `max_dests`, or a value outside its enum):
+    /// a bug in the caller, nothing ran.
+    invalid_job = 7,
+};
 
 /// Which syscall failed, for the error message TypeScript builds.
 pub const Call = enum(u32) { none = 0, read = 1, write = 2, splice = 3, tee = 4, vmsplice = 5, mmap = 6, pread = 7, poll = 8, ioctl = 9 };
@@ -64,53 +114,94 @@ pub const dest_blocking_pipe: u32 = 1;
 /// Source flag: a borrowed fd that may block; poll() before read().
 pub const src_may_block: u32 = 1;
 
+/// The most destinations (checksum tap included) one job may have: the wait
+/// set is a fixed array, so the loop never allocates.
+pub const max_dests = 64;
+
+/// What TypeScript asks for; the loop only reads it.
+pub const JobConfig = extern struct {
+    src_fd: i32 = -1,
+    source: Source = .read_buf,
+    /// The stage pipe's ends (the source itself for Source.pipe), or -1.
+    stage_r: i32 = -1,
+    stage_w: i32 = -1,
+    /// /dev/null, where the stage is consumed.
+    null_fd: i32 = -1,
+    /// An eventfd that ends a batch early (abort), or -1.
+    wake_fd: i32 = -1,
+    ndest: u32 = 0,
+    src_flags: u32 = 0,
+    hash_alg: hash.Alg = .none,
+    _pad: u32 = 0,
+    /// A file source's size (the end for mmap_buf).
+    src_size: u64 = 0,
+    chunk: u64 = 0,
+    stage_size: u64 = 0,
+    /// The mmap_buf window's size.
+    map_len: u64 = 0,
+    /// The stable buffer (`chunk` bytes) for read_pipe and read_buf.
+    buf: u64 = 0,
+    /// How long one batch may run.
+    budget_ns: u64 = 0,
+};
+
+/// Where the loop is; TypeScript only reads it.
+pub const JobState = extern struct {
+    taken: u64 = 0,
+    tail: u64 = 0,
+    head: u64 = 0,
+    /// The round (chunk) in the buffer: [round_start, round_end) of the stream, at round_ptr.
+    round_start: u64 = 0,
+    round_end: u64 = 0,
+    round_ptr: u64 = 0,
+    /// The mmap_buf window: `map_len` bytes of the source from `map_off`, at `map`.
+    map: u64 = 0,
+    map_off: u64 = 0,
+    eof: bool = false,
+    /// Which destination a dest_error or dest_wrote_nothing is about.
+    err_dest: i32 = -1,
+    /// source_error: the errno and the syscall.
+    err: i32 = 0,
+    err_call: Call = .none,
+    hash_state: [hash.state_size]u8 = [_]u8{0} ** hash.state_size,
+};
+
 pub const Job = extern struct {
-    src_fd: i32,
-    source: u32,
-    stage_r: i32,
-    stage_w: i32,
-    null_fd: i32,
-    wake_fd: i32,
-    ndest: u32,
-    src_flags: u32,
-    src_size: u64,
-    chunk: u64,
-    stage_size: u64,
-    map: u64,
-    map_off: u64,
-    map_len: u64,
-    buf: u64,
-    budget_ns: u64,
-    taken: u64,
-    tail: u64,
-    head: u64,
-    round_start: u64,
-    round_end: u64,
-    round_ptr: u64,
-    eof: u32,
-    err_dest: i32,
-    err: i32,
-    err_call: u32,
-    hash_alg: u32,
-    _pad: u32,
-    hash_state: [hash.state_size]u8,
+    config: JobConfig = .{},
+    state: JobState = .{},
+};
+
+/// How to feed one destination; written by TypeScript (which may change
+/// `feed` between batches: fall back to copying, or drop it).
+pub const DestConfig = extern struct {
+    /// The destination's fd; -1 for the checksum tap.
+    fd: i32 = -1,
+    feed: Feed = .dead,
+    /// The private branch pipe for branch feeds, or -1.
+    branch_r: i32 = -1,
+    branch_w: i32 = -1,
+    flags: u32 = 0,
+    /// A borrowed blocking pipe's capacity, for `dest_blocking_pipe`.
+    pipe_size: u32 = 0,
+    /// A chunk of memory for branch_copy, branch_hash and hash.
+    scratch: u64 = 0,
+    scratch_cap: u64 = 0,
+};
+
+/// How far one destination is.
+pub const DestState = extern struct {
+    fed: u64 = 0,
+    done: u64 = 0,
+    /// The bytes in `scratch` not yet written: [scratch_off, scratch_len).
+    scratch_len: u64 = 0,
+    scratch_off: u64 = 0,
+    err: i32 = 0,
+    err_call: Call = .none,
 };
 
 pub const Dest = extern struct {
-    fd: i32,
-    feed: u32,
-    branch_r: i32,
-    branch_w: i32,
-    flags: u32,
-    pipe_size: u32,
-    fed: u64,
-    done: u64,
-    scratch: u64,
-    scratch_cap: u64,
-    scratch_len: u64,
-    scratch_off: u64,
-    err: i32,
-    err_call: u32,
+    config: DestConfig = .{},
+    state: DestState = .{},
 };
 
 const POLLIN: i16 = 1;
@@ -118,13 +209,12 @@ const POLLOUT: i16 = 4;
 const SPLICE_F_MOVE: u32 = 1;
 const SPLICE_F_NONBLOCK: u32 = 2;
 const FIONREAD: u32 = 0x541B;
-const EFAULT: isize = 14;
-const ENODATA: i32 = 61;
 const PROT_RW: u32 = 3;
 const PROT_READ: u32 = 1;
 const MAP_SHARED_POPULATE: u32 = 0x01 | 0x8000;
 const MAP_PRIVATE_ANON_POPULATE: u32 = 0x02 | 0x20 | 0x8000;
-const max_dests = 64;
+/// A tee() from a source pipe asks for everything: the kernel gives what is
+/// queued and fits, and the length must stay below 2^31.
 const tee_all: usize = 1 << 30;
 
 /// The fds to wait on when a pass made no progress.
@@ -141,54 +231,54 @@ const Waits = struct {
     }
 };
 
-fn usesStage(feed: u32) bool {
-    return feed >= @intFromEnum(Feed.tee) and feed <= @intFromEnum(Feed.branch_hash);
+/// The source's syscall failed with result `r` (< 0).
+fn sourceFailed(job: *Job, call: Call, r: isize) Status {
+    job.state.err = @intFromEnum(sys.errno(r));
+    job.state.err_call = call;
+    return .source_error;
 }
-fn usesBuffer(feed: u32) bool {
-    return feed == @intFromEnum(Feed.write) or feed == @intFromEnum(Feed.hash);
+/// Destination `i`'s syscall failed with result `r` (< 0).
+fn destFailed(job: *Job, d: *Dest, i: usize, call: Call, r: isize) Status {
+    d.state.err = @intFromEnum(sys.errno(r));
+    d.state.err_call = call;
+    job.state.err_dest = @intCast(i);
+    return .dest_error;
 }
-fn hasRounds(src: Source) bool {
-    return src == .read_pipe or src == .vmsplice or src == .read_buf;
-}
-
-fn fail(job: *Job, who: i32, call: Call, r: isize) Status {
-    job.err_dest = who;
-    job.err = @intCast(-r);
-    job.err_call = @intFromEnum(call);
-    return if (who < 0) .source_error else .dest_error;
-}
-fn failDest(job: *Job, d: *Dest, i: usize, call: Call, r: isize) Status {
-    d.err = @intCast(-r);
-    d.err_call = @intFromEnum(call);
-    return fail(job, @intCast(i), call, r);
+/// write() into destination `i` returned 0 for a non-empty buffer.
+fn wroteNothing(job: *Job, d: *Dest, i: usize) Status {
+    d.state.err = 0;
+    d.state.err_call = .write;
+    job.state.err_dest = @intCast(i);
+    return .dest_wrote_nothing;
 }
 
 /// The stage is in use while any live destination is fed from it.
 fn stageActive(job: *const Job, ds: []const Dest) bool {
-    if (job.stage_r < 0) return false;
-    for (ds) |d| if (usesStage(d.feed)) return true;
+    if (job.config.stage_r < 0) return false;
+    for (ds) |d| if (d.config.feed.usesStage()) return true;
     return false;
 }
 
 /// A round (the chunk now in the buffer) is finished when it is all in the
 /// stage and every live buffer-fed destination has taken all of it.
 fn roundFinished(job: *const Job, ds: []const Dest, stage: bool) bool {
-    if (stage and job.tail < job.round_end) return false;
-    for (ds) |d| if (usesBuffer(d.feed) and d.done < job.round_end) return false;
+    if (stage and job.state.tail < job.state.round_end) return false;
+    for (ds) |d| if (d.config.feed.usesBuffer() and d.state.done < job.state.round_end) return false;
     return true;
 }
 
-/// write() to a destination; a borrowed blocking pipe gets at most its free room.
-fn writeDest(d: *Dest, p: [*]const u8, n: usize) isize {
+/// write() to a destination; a borrowed blocking pipe gets at most its free
+/// room, and none left is EAGAIN (the write would block).
+fn writeDest(d: *const Dest, p: [*]const u8, n: usize) isize {
     var len = n;
-    if (d.flags & dest_blocking_pipe != 0) {
-        const queued = sys.ioctl_int(d.fd, FIONREAD);
+    if (d.config.flags & dest_blocking_pipe != 0) {
+        const queued = sys.ioctl_int(d.config.fd, FIONREAD);
         if (queued < 0) return queued;
-        const room = @as(isize, d.pipe_size) - queued;
-        if (room <= 0) return -sys.EAGAIN;
+        const room = @as(isize, d.config.pipe_size) - queued;
+        if (room <= 0) return sys.fail(.AGAIN);
         len = @min(len, @as(usize, @intCast(room)));
     }
-    return sys.write(d.fd, p, len);
+    return sys.write(d.config.fd, p, len);
 }
 
 fn ready(fd: i32, events: i16) bool {
@@ -202,81 +292,87 @@ fn ready(fd: i32, events: i16) bool {
 /// here touches the mapping: only the kernel does, inside write(), where a
 /// page past a shrunken EOF is an EFAULT instead of a SIGBUS.
 fn mapWindow(job: *Job, pos: u64) ?Status {
-    if (job.map != 0) _ = sys.munmap(job.map, job.map_len);
-    job.map = 0;
+    const s = &job.state;
+    if (s.map != 0) _ = sys.munmap(s.map, job.config.map_len);
+    s.map = 0;
     // Populated in one go: faulting pages in one at a time measured ~15% slower.
-    const m = sys.mmap(job.map_len, PROT_READ, MAP_SHARED_POPULATE, job.src_fd, pos);
-    if (m < 0) return fail(job, -1, .mmap, m);
-    job.map = @intCast(m);
-    job.map_off = pos;
+    const m = sys.mmap(job.config.map_len, PROT_READ, MAP_SHARED_POPULATE, job.config.src_fd, pos);
+    if (m < 0) return sourceFailed(job, .mmap, m);
+    s.map = @intCast(m);
+    s.map_off = pos;
+    return null;
+}
+
+/// Starts the next round for vmsplice: fresh pages each round. The pipes keep
+/// the old ones alive after munmap(), and nobody can ever write into them again.
+fn freshRoundPages(job: *Job) ?Status {
+    const s = &job.state;
+    if (s.round_ptr != 0 and s.round_end > s.round_start) {
+        _ = sys.munmap(s.round_ptr, job.config.chunk);
+        s.round_ptr = 0;
+        s.round_start = s.round_end;
+    }
+    if (s.round_ptr == 0) {
+        const m = sys.mmap(job.config.chunk, PROT_RW, MAP_PRIVATE_ANON_POPULATE, -1, 0);
+        if (m < 0) return sourceFailed(job, .mmap, m);
+        s.round_ptr = @intCast(m);
+    }
     return null;
 }
 
 /// Takes bytes from the source into the stage and/or the buffer.
 fn sourceStep(job: *Job, ds: []Dest, w: *Waits, progress: *bool) ?Status {
-    const src: Source = @enumFromInt(job.source);
+    const c = &job.config;
+    const s = &job.state;
     const stage = stageActive(job, ds);
-    switch (src) {
+    switch (c.source) {
         .pipe, .mmap_buf => {},
-        .splice_in => if (job.eof == 0 and job.tail - job.head < job.stage_size) {
+        .splice_in => if (!s.eof and s.tail - s.head < c.stage_size) {
             // There is room, so EAGAIN can only mean the source has nothing yet.
-            const n = @min(job.chunk, job.stage_size - (job.tail - job.head));
-            const r = sys.splice(job.src_fd, job.stage_w, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            const n = @min(c.chunk, c.stage_size - (s.tail - s.head));
+            const r = sys.splice(c.src_fd, c.stage_w, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
             if (r > 0) {
-                job.tail += @intCast(r);
-                job.taken = job.tail;
+                s.tail += @intCast(r);
+                s.taken = s.tail;
                 progress.* = true;
             } else if (r == 0) {
-                job.eof = 1;
-            } else if (r == -sys.EAGAIN) {
-                w.add(job.src_fd, POLLIN);
-            } else return fail(job, -1, .splice, r);
+                s.eof = true;
+            } else if (sys.is(r, .AGAIN)) {
+                w.add(c.src_fd, POLLIN);
+            } else return sourceFailed(job, .splice, r);
         },
         .read_pipe, .vmsplice, .read_buf => {
-            if (job.eof == 0 and roundFinished(job, ds, stage)) {
-                if (src == .vmsplice) {
-                    // Fresh pages each round: the pipes keep the old ones alive
-                    // after munmap(), and nobody can ever write into them again.
-                    if (job.round_ptr != 0 and job.round_end > job.round_start) {
-                        _ = sys.munmap(job.round_ptr, job.chunk);
-                        job.round_ptr = 0;
-                        job.round_start = job.round_end;
-                    }
-                    if (job.round_ptr == 0) {
-                        const m = sys.mmap(job.chunk, PROT_RW, MAP_PRIVATE_ANON_POPULATE, -1, 0);
-                        if (m < 0) return fail(job, -1, .mmap, m);
-                        job.round_ptr = @intCast(m);
-                    }
-                } else job.round_ptr = job.buf;
-                if (job.src_flags & src_may_block != 0 and !ready(job.src_fd, POLLIN)) {
-                    w.add(job.src_fd, POLLIN);
+            if (!s.eof and roundFinished(job, ds, stage)) {
+                if (c.source == .vmsplice) {
+                    if (freshRoundPages(job)) |st| return st;
+                } else s.round_ptr = c.buf;
+                if (c.src_flags & src_may_block != 0 and !ready(c.src_fd, POLLIN)) {
+                    w.add(c.src_fd, POLLIN);
                 } else {
-                    const r = sys.read(job.src_fd, @ptrFromInt(job.round_ptr), job.chunk);
+                    const r = sys.read(c.src_fd, @ptrFromInt(s.round_ptr), c.chunk);
                     if (r > 0) {
-                        job.round_start = job.taken;
-                        job.taken += @intCast(r);
-                        job.round_end = job.taken;
+                        s.round_start = s.taken;
+                        s.taken += @intCast(r);
+                        s.round_end = s.taken;
                         progress.* = true;
                     } else if (r == 0) {
-                        job.eof = 1;
-                    } else if (r == -sys.EAGAIN) {
-                        w.add(job.src_fd, POLLIN);
-                    } else return fail(job, -1, .read, r);
+                        s.eof = true;
+                    } else if (sys.is(r, .AGAIN)) {
+                        w.add(c.src_fd, POLLIN);
+                    } else return sourceFailed(job, .read, r);
                 }
             }
-            if (stage and job.tail < job.round_end) {
-                const p: [*]const u8 = @ptrFromInt(job.round_ptr + (job.tail - job.round_start));
-                const n = job.round_end - job.tail;
-                const r = if (src == .vmsplice)
-                    sys.vmsplice(job.stage_w, p, n, SPLICE_F_NONBLOCK)
-                else
-                    sys.write(job.stage_w, p, n);
+            if (stage and s.tail < s.round_end) {
+                const p: [*]const u8 = @ptrFromInt(s.round_ptr + (s.tail - s.round_start));
+                const n = s.round_end - s.tail;
+                const vm = c.source == .vmsplice;
+                const r = if (vm) sys.vmsplice(c.stage_w, p, n, SPLICE_F_NONBLOCK) else sys.write(c.stage_w, p, n);
                 if (r > 0) {
-                    job.tail += @intCast(r);
+                    s.tail += @intCast(r);
                     progress.* = true;
-                } else if (r == -sys.EAGAIN) {
-                    w.add(job.stage_w, POLLOUT);
-                } else if (r < 0) return fail(job, -1, if (src == .vmsplice) .vmsplice else .write, r);
+                } else if (sys.is(r, .AGAIN)) {
+                    w.add(c.stage_w, POLLOUT);
+                } else if (r < 0) return sourceFailed(job, if (vm) .vmsplice else .write, r);
             }
         },
     }
@@ -285,93 +381,99 @@ fn sourceStep(job: *Job, ds: []Dest, w: *Waits, progress: *bool) ?Status {
 
 /// tee()s the stage into every destination that is level with its head.
 fn teeStep(job: *Job, ds: []Dest, w: *Waits, progress: *bool) ?Status {
-    const from_pipe = job.source == @intFromEnum(Source.pipe);
+    const c = &job.config;
+    const s = &job.state;
+    const from_pipe = c.source == .pipe;
     for (ds, 0..) |*d, i| {
-        if (!usesStage(d.feed) or d.fed != job.head) continue;
-        if (!from_pipe and job.tail == job.head) continue;
-        const direct = d.feed == @intFromEnum(Feed.tee);
-        const target = if (direct) d.fd else d.branch_w;
-        const n: usize = if (from_pipe) tee_all else @intCast(job.tail - job.head);
-        const r = sys.tee(job.stage_r, target, n, SPLICE_F_NONBLOCK);
+        if (!d.config.feed.usesStage() or d.state.fed != s.head) continue;
+        if (!from_pipe and s.tail == s.head) continue;
+        const direct = d.config.feed == .tee;
+        const target = if (direct) d.config.fd else d.config.branch_w;
+        const n: usize = if (from_pipe) tee_all else @intCast(s.tail - s.head);
+        const r = sys.tee(c.stage_r, target, n, SPLICE_F_NONBLOCK);
         if (r > 0) {
-            d.fed += @intCast(r);
-            if (direct) d.done = d.fed;
-            if (d.fed > job.tail) job.tail = d.fed;
+            d.state.fed += @intCast(r);
+            if (direct) d.state.done = d.state.fed;
+            if (d.state.fed > s.tail) s.tail = d.state.fed;
             progress.* = true;
         } else if (r == 0) {
             // Only a source pipe can be empty here: empty with no writer left is EOF.
             if (from_pipe) {
-                job.eof = 1;
-                job.taken = job.head;
+                s.eof = true;
+                s.taken = s.head;
             }
-        } else if (r == -sys.EAGAIN) {
+        } else if (sys.is(r, .AGAIN)) {
             // Either the stage is empty (wait for the source) or the target is full.
-            if (from_pipe and sys.ioctl_int(job.stage_r, FIONREAD) == 0) {
-                w.add(job.stage_r, POLLIN);
+            if (from_pipe and sys.ioctl_int(c.stage_r, FIONREAD) == 0) {
+                w.add(c.stage_r, POLLIN);
             } else w.add(target, POLLOUT);
-        } else return failDest(job, d, i, .tee, r);
+        } else return destFailed(job, d, i, .tee, r);
     }
     return null;
 }
 
 /// Consumes the stage up to the smallest `fed`: every live destination has those bytes.
-fn consumeStep(job: *Job, ds: []Dest, progress: *bool) ?Status {
-    var lim: u64 = job.tail;
-    for (ds) |d| if (usesStage(d.feed)) {
-        lim = @min(lim, d.fed);
+fn consumeStep(job: *Job, ds: []const Dest, progress: *bool) ?Status {
+    const s = &job.state;
+    var lim: u64 = s.tail;
+    for (ds) |d| if (d.config.feed.usesStage()) {
+        lim = @min(lim, d.state.fed);
     };
-    if (lim <= job.head) return null;
-    const r = sys.splice(job.stage_r, job.null_fd, @intCast(lim - job.head), SPLICE_F_NONBLOCK);
+    if (lim <= s.head) return null;
+    const r = sys.splice(job.config.stage_r, job.config.null_fd, @intCast(lim - s.head), SPLICE_F_NONBLOCK);
     if (r > 0) {
-        job.head += @intCast(r);
+        s.head += @intCast(r);
         progress.* = true;
-    } else if (r < 0 and r != -sys.EAGAIN) return fail(job, -1, .splice, r);
+    } else if (r < 0 and !sys.is(r, .AGAIN)) return sourceFailed(job, .splice, r);
     return null;
 }
 
 /// Moves bytes from each branch pipe into its destination (or the hash).
 fn branchStep(job: *Job, ds: []Dest, w: *Waits, progress: *bool) ?Status {
     for (ds, 0..) |*d, i| {
-        const feed: Feed = @enumFromInt(d.feed);
-        switch (feed) {
-            .branch_splice => if (d.done < d.fed) {
-                const r = sys.splice(d.branch_r, d.fd, @intCast(d.fed - d.done), SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        const c = &d.config;
+        const s = &d.state;
+        switch (c.feed) {
+            .branch_splice => if (s.done < s.fed) {
+                const r = sys.splice(c.branch_r, c.fd, @intCast(s.fed - s.done), SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
                 if (r > 0) {
-                    d.done += @intCast(r);
+                    s.done += @intCast(r);
                     progress.* = true;
-                } else if (r == -sys.EAGAIN) {
-                    w.add(d.fd, POLLOUT);
-                } else if (r < 0) return failDest(job, d, i, .splice, r);
+                } else if (sys.is(r, .AGAIN)) {
+                    w.add(c.fd, POLLOUT);
+                } else if (r < 0) return destFailed(job, d, i, .splice, r);
             },
             .branch_copy => {
-                if (d.scratch_off == d.scratch_len and d.done < d.fed) {
-                    const r = sys.read(d.branch_r, @ptrFromInt(d.scratch), @min(d.scratch_cap, d.fed - d.done));
+                if (s.scratch_off == s.scratch_len and s.done < s.fed) {
+                    const r = sys.read(c.branch_r, @ptrFromInt(c.scratch), @min(c.scratch_cap, s.fed - s.done));
                     if (r > 0) {
-                        d.scratch_len = @intCast(r);
-                        d.scratch_off = 0;
-                    } else if (r < 0 and r != -sys.EAGAIN) return failDest(job, d, i, .read, r);
+                        s.scratch_len = @intCast(r);
+                        s.scratch_off = 0;
+                    } else if (r < 0 and !sys.is(r, .AGAIN)) return destFailed(job, d, i, .read, r);
                 }
-                if (d.scratch_off < d.scratch_len) {
-                    const r = writeDest(d, @ptrFromInt(d.scratch + d.scratch_off), @intCast(d.scratch_len - d.scratch_off));
+                if (s.scratch_off < s.scratch_len) {
+                    const r = writeDest(d, @ptrFromInt(c.scratch + s.scratch_off), @intCast(s.scratch_len - s.scratch_off));
                     if (r > 0) {
-                        d.scratch_off += @intCast(r);
-                        d.done += @intCast(r);
+                        s.scratch_off += @intCast(r);
+                        s.done += @intCast(r);
                         progress.* = true;
-                    } else if (r == -sys.EAGAIN) {
-                        w.add(d.fd, POLLOUT);
-                    } else return failDest(job, d, i, .write, if (r == 0) -EFAULT else r);
+                    } else if (sys.is(r, .AGAIN)) {
+                        w.add(c.fd, POLLOUT);
+                    } else if (r == 0) {
+                        return wroteNothing(job, d, i);
+                    } else return destFailed(job, d, i, .write, r);
                 }
             },
-            .branch_hash => if (d.done < d.fed) {
-                const r = sys.read(d.branch_r, @ptrFromInt(d.scratch), @min(d.scratch_cap, d.fed - d.done));
+            .branch_hash => if (s.done < s.fed) {
+                const r = sys.read(c.branch_r, @ptrFromInt(c.scratch), @min(c.scratch_cap, s.fed - s.done));
                 if (r > 0) {
-                    const p: [*]const u8 = @ptrFromInt(d.scratch);
-                    hash.update(job.hash_alg, &job.hash_state, p[0..@intCast(r)]);
-                    d.done += @intCast(r);
+                    const p: [*]const u8 = @ptrFromInt(c.scratch);
+                    hash.update(job.config.hash_alg, &job.state.hash_state, p[0..@intCast(r)]);
+                    s.done += @intCast(r);
                     progress.* = true;
-                } else if (r < 0 and r != -sys.EAGAIN) return failDest(job, d, i, .read, r);
+                } else if (r < 0 and !sys.is(r, .AGAIN)) return destFailed(job, d, i, .read, r);
             },
-            else => {},
+            .dead, .tee, .write, .hash => {},
         }
     }
     return null;
@@ -380,29 +482,34 @@ fn branchStep(job: *Job, ds: []Dest, w: *Waits, progress: *bool) ?Status {
 /// Hashes the stable buffer, or for mmap_buf the file itself: hashing the
 /// mapping would SIGBUS if the file shrank, and pread() cannot.
 fn hashStep(job: *Job, d: *Dest, end: u64, base: u64, start: u64) ?Status {
-    if (job.source == @intFromEnum(Source.mmap_buf)) {
-        const left = job.src_size - d.done;
-        const r = sys.pread(job.src_fd, @ptrFromInt(d.scratch), @min(left, d.scratch_cap), d.done);
-        if (r <= 0) return fail(job, -1, .pread, if (r == 0) -ENODATA else r);
-        const s: [*]const u8 = @ptrFromInt(d.scratch);
-        hash.update(job.hash_alg, &job.hash_state, s[0..@intCast(r)]);
-        d.done += @intCast(r);
+    const c = &job.config;
+    const s = &d.state;
+    if (c.source == .mmap_buf) {
+        const left = c.src_size - s.done;
+        const r = sys.pread(c.src_fd, @ptrFromInt(d.config.scratch), @min(left, d.config.scratch_cap), s.done);
+        if (r == 0) return .source_shrank; // end of file before src_size
+        if (r < 0) return sourceFailed(job, .pread, r);
+        const p: [*]const u8 = @ptrFromInt(d.config.scratch);
+        hash.update(c.hash_alg, &job.state.hash_state, p[0..@intCast(r)]);
+        s.done += @intCast(r);
     } else {
-        const p: [*]const u8 = @ptrFromInt(base + (d.done - start));
-        hash.update(job.hash_alg, &job.hash_state, p[0..@intCast(end - d.done)]);
-        d.done = end;
+        const p: [*]const u8 = @ptrFromInt(base + (s.done - start));
+        hash.update(c.hash_alg, &job.state.hash_state, p[0..@intCast(end - s.done)]);
+        s.done = end;
     }
     return null;
 }
 
 /// Slides the mmap_buf window once every live writer has finished it.
-fn slideWindow(job: *Job, ds: []Dest, progress: *bool) ?Status {
-    var low: u64 = job.src_size;
-    for (ds) |d| if (d.feed == @intFromEnum(Feed.write)) {
-        low = @min(low, d.done);
+fn slideWindow(job: *Job, ds: []const Dest, progress: *bool) ?Status {
+    const size = job.config.src_size;
+    const s = &job.state;
+    var low: u64 = size;
+    for (ds) |d| if (d.config.feed == .write) {
+        low = @min(low, d.state.done);
     };
-    if (low < job.src_size and (job.map == 0 or low == job.map_off + job.map_len)) {
-        if (mapWindow(job, low)) |s| return s;
+    if (low < size and (s.map == 0 or low == s.map_off + job.config.map_len)) {
+        if (mapWindow(job, low)) |st| return st;
         progress.* = true;
     }
     return null;
@@ -410,116 +517,175 @@ fn slideWindow(job: *Job, ds: []Dest, progress: *bool) ?Status {
 
 /// Feeds destinations that are written (or hashed) from the stable buffer.
 fn bufferStep(job: *Job, ds: []Dest, w: *Waits, progress: *bool) ?Status {
-    const src: Source = @enumFromInt(job.source);
-    const mapped = src == .mmap_buf;
-    if (!mapped and !hasRounds(src)) return null;
-    if (mapped) if (slideWindow(job, ds, progress)) |s| return s;
-    const end = if (mapped) @min(job.src_size, job.map_off + job.map_len) else job.round_end;
-    const base = if (mapped) job.map else job.round_ptr;
-    const start = if (mapped) job.map_off else job.round_start;
+    const c = &job.config;
+    const s = &job.state;
+    const mapped = c.source == .mmap_buf;
+    if (!mapped and !c.source.hasRounds()) return null;
+    if (mapped) if (slideWindow(job, ds, progress)) |st| return st;
+    const end = if (mapped) @min(c.src_size, s.map_off + c.map_len) else s.round_end;
+    const base = if (mapped) s.map else s.round_ptr;
+    const start = if (mapped) s.map_off else s.round_start;
     for (ds, 0..) |*d, i| {
-        if (d.feed == @intFromEnum(Feed.hash)) {
-            if (d.done < (if (mapped) job.src_size else end)) {
-                if (hashStep(job, d, end, base, start)) |s| return s;
+        switch (d.config.feed) {
+            .hash => if (d.state.done < (if (mapped) c.src_size else end)) {
+                if (hashStep(job, d, end, base, start)) |st| return st;
                 progress.* = true;
-            }
-            continue;
+            },
+            // At the end of the round (or window): waits for the slowest.
+            .write => if (d.state.done < end) {
+                const n: usize = @intCast(@min(c.chunk, end - d.state.done));
+                const r = writeDest(d, @ptrFromInt(base + (d.state.done - start)), n);
+                if (r > 0) {
+                    d.state.done += @intCast(r);
+                    progress.* = true;
+                } else if (sys.is(r, .AGAIN)) {
+                    w.add(d.config.fd, POLLOUT);
+                } else if (mapped and (r == 0 or sys.is(r, .FAULT))) {
+                    // The kernel could not read the mapping: the file ends before src_size.
+                    return .source_shrank;
+                } else if (r == 0) {
+                    return wroteNothing(job, d, i);
+                } else return destFailed(job, d, i, .write, r);
+            },
+            .dead, .tee, .branch_splice, .branch_copy, .branch_hash => {},
         }
-        // At the end of the round (or window): waits for the slowest.
-        if (d.feed != @intFromEnum(Feed.write) or d.done >= end) continue;
-        const n: usize = @intCast(@min(job.chunk, end - d.done));
-        const r = writeDest(d, @ptrFromInt(base + (d.done - start)), n);
-        if (r > 0) {
-            d.done += @intCast(r);
-            progress.* = true;
-        } else if (r == -sys.EAGAIN) {
-            w.add(d.fd, POLLOUT);
-        } else if (mapped and (r == -EFAULT or r == 0)) {
-            // The kernel could not read the mapping: the source shrank under us.
-            return fail(job, -1, .write, -EFAULT);
-        } else return failDest(job, d, i, .write, if (r == 0) -EFAULT else r);
     }
     return null;
 }
 
 fn finished(job: *const Job, ds: []const Dest) bool {
-    if (job.eof == 0) return false;
-    for (ds) |d| if (d.feed != @intFromEnum(Feed.dead) and d.done < job.taken) return false;
+    if (!job.state.eof) return false;
+    for (ds) |d| if (d.config.feed != .dead and d.state.done < job.state.taken) return false;
     return true;
 }
 
+/// The stream positions only move forward, in this order (see the top of the
+/// file). Checked in Debug builds (the Zig tests), compiled out of releases.
+fn assertPositions(job: *const Job, ds: []const Dest) void {
+    const s = &job.state;
+    std.debug.assert(s.head <= s.tail);
+    for (ds) |d| switch (d.config.feed) {
+        .tee, .branch_splice, .branch_copy, .branch_hash => {
+            std.debug.assert(s.head <= d.state.fed and d.state.fed <= s.tail);
+            std.debug.assert(d.state.done <= d.state.fed);
+        },
+        .write, .hash => std.debug.assert(d.state.done <= s.taken),
+        .dead => {},
+    };
+}
+
+/// Whether an enum field TypeScript wrote holds one of the enum's values; read
+/// as its integer, since loading an invalid value as the enum is undefined.
+fn validTag(comptime T: type, field: *const T) bool {
+    const raw = @as(*const @typeInfo(T).@"enum".tag_type, @ptrCast(field)).*;
+    _ = std.meta.intToEnum(T, raw) catch return false;
+    return true;
+}
+
+fn validJob(job: *const Job, ds: []const Dest) bool {
+    if (!validTag(Source, &job.config.source) or !validTag(hash.Alg, &job.config.hash_alg)) return false;
+    for (ds) |*d| if (!validTag(Feed, &d.config.feed)) return false;
+    return true;
+}
+
+/// Sets a job and its `ndest` destinations to their defaults (every fd -1, every
+/// destination dead, every position 0); TypeScript then fills in the config.
+pub export fn oc_job_init(job: *Job, dests: [*]Dest, ndest: u32) void {
+    job.* = .{};
+    job.config.ndest = ndest;
+    for (dests[0..ndest]) |*d| d.* = .{};
+}
+
 /// Runs the fan-out until it is done, an error needs a decision, the wake fd
-/// is signalled, or `budget_ns` has passed. Returns a `Status`.
-export fn oc_run(job: *Job, dests: [*]Dest) i32 {
-    if (job.ndest > max_dests) return @intFromEnum(fail(job, -1, .none, -22));
-    const ds = dests[0..job.ndest];
-    job.err_dest = -1;
-    job.err = 0;
-    job.err_call = 0;
-    if (job.source == @intFromEnum(Source.mmap_buf)) {
-        job.taken = job.src_size;
-        job.eof = 1;
+/// is signalled, or `budget_ns` has passed.
+pub export fn oc_run(job: *Job, dests: [*]Dest) Status {
+    if (job.config.ndest > max_dests) return .invalid_job;
+    const ds = dests[0..job.config.ndest];
+    if (!validJob(job, ds)) return .invalid_job;
+    const c = &job.config;
+    const s = &job.state;
+    s.err_dest = -1;
+    s.err = 0;
+    s.err_call = .none;
+    if (c.source == .mmap_buf) {
+        s.taken = c.src_size;
+        s.eof = true;
     }
     const start = sys.nowNs();
     while (true) {
         var w = Waits{};
         var progress = false;
-        if (sourceStep(job, ds, &w, &progress)) |s| return @intFromEnum(s);
-        if (job.stage_r >= 0) {
-            if (teeStep(job, ds, &w, &progress)) |s| return @intFromEnum(s);
-            if (consumeStep(job, ds, &progress)) |s| return @intFromEnum(s);
+        if (sourceStep(job, ds, &w, &progress)) |st| return st;
+        if (c.stage_r >= 0) {
+            if (teeStep(job, ds, &w, &progress)) |st| return st;
+            if (consumeStep(job, ds, &progress)) |st| return st;
         }
-        if (branchStep(job, ds, &w, &progress)) |s| return @intFromEnum(s);
-        if (bufferStep(job, ds, &w, &progress)) |s| return @intFromEnum(s);
-        if (finished(job, ds)) return @intFromEnum(Status.done);
+        if (branchStep(job, ds, &w, &progress)) |st| return st;
+        if (bufferStep(job, ds, &w, &progress)) |st| return st;
+        if (std.debug.runtime_safety) assertPositions(job, ds);
+        if (finished(job, ds)) return .done;
         const elapsed = sys.nowNs() - start;
-        if (elapsed >= job.budget_ns) return @intFromEnum(Status.again);
+        if (elapsed >= c.budget_ns) return .again;
         if (progress) continue;
-        if (job.wake_fd >= 0) w.add(job.wake_fd, POLLIN);
-        const left_ms: i32 = @intCast(@max(1, (job.budget_ns - elapsed) / 1_000_000));
+        if (c.wake_fd >= 0) w.add(c.wake_fd, POLLIN);
+        const left_ms: i32 = @intCast(@max(1, (c.budget_ns - elapsed) / 1_000_000));
         const r = sys.poll(&w.fds, w.n, left_ms);
-        if (r < 0) return @intFromEnum(fail(job, -1, .poll, r));
-        if (job.wake_fd >= 0) for (w.fds[0..w.n]) |p| {
-            if (p.fd == job.wake_fd and p.revents != 0) return @intFromEnum(Status.woken);
+        if (r < 0) return sourceFailed(job, .poll, r);
+        if (c.wake_fd >= 0) for (w.fds[0..w.n]) |p| {
+            if (p.fd == c.wake_fd and p.revents != 0) return .woken;
         };
     }
 }
 
 /// Frees the vmsplice round's pages and the source window, if mapped (the
-/// pipes keep their own references to whatever they still hold).
-export fn oc_run_release(job: *Job) isize {
-    if (job.source == @intFromEnum(Source.vmsplice) and job.round_ptr != 0) {
-        _ = sys.munmap(job.round_ptr, job.chunk);
-        job.round_ptr = 0;
+/// pipes keep their own references to whatever they still hold). Safe twice.
+pub export fn oc_run_release(job: *Job) isize {
+    const s = &job.state;
+    if (job.config.source == .vmsplice and s.round_ptr != 0) {
+        _ = sys.munmap(s.round_ptr, job.config.chunk);
+        s.round_ptr = 0;
     }
-    if (job.map != 0) {
-        _ = sys.munmap(job.map, job.map_len);
-        job.map = 0;
+    if (s.map != 0) {
+        _ = sys.munmap(s.map, job.config.map_len);
+        s.map = 0;
     }
     return 0;
 }
 
-export fn oc_hash_job_begin(job: *Job) isize {
-    return hash.begin(job.hash_alg, &job.hash_state);
+pub export fn oc_hash_job_begin(job: *Job) isize {
+    if (!validTag(hash.Alg, &job.config.hash_alg)) return sys.fail(.INVAL);
+    hash.begin(job.config.hash_alg, &job.state.hash_state);
+    return 0;
 }
-export fn oc_hash_job_end(job: *Job, out: *[32]u8) isize {
-    return hash.end(job.hash_alg, &job.hash_state, out);
+/// Writes the job's digest into `out`; returns its length.
+pub export fn oc_hash_job_end(job: *Job, out: *[hash.digest_max]u8) isize {
+    if (!validTag(hash.Alg, &job.config.hash_alg)) return sys.fail(.INVAL);
+    return @intCast(hash.end(job.config.hash_alg, &job.state.hash_state, out));
 }
 
-fn layoutOf(comptime T: type, comptime name: []const u8) []const u8 {
-    var s: []const u8 = std.fmt.comptimePrint("{s}={d};", .{ name, @sizeOf(T) });
+/// `Name.field=offset;` for every field of an extern struct, nested structs
+/// flattened (their field names are unique across the parts).
+fn fieldsOf(comptime T: type, comptime name: []const u8, comptime base: usize) []const u8 {
+    var s: []const u8 = "";
     for (std.meta.fields(T)) |f| {
         if (f.name[0] == '_') continue;
-        s = s ++ std.fmt.comptimePrint("{s}.{s}={d};", .{ name, f.name, @offsetOf(T, f.name) });
+        const off = base + @offsetOf(T, f.name);
+        s = s ++ if (@typeInfo(f.type) == .@"struct")
+            fieldsOf(f.type, name, off)
+        else
+            std.fmt.comptimePrint("{s}.{s}={d};", .{ name, f.name, off });
     }
     return s;
+}
+fn layoutOf(comptime T: type, comptime name: []const u8) []const u8 {
+    return std.fmt.comptimePrint("{s}={d};", .{ name, @sizeOf(T) }) ++ fieldsOf(T, name, 0);
 }
 const layout = layoutOf(Job, "Job") ++ layoutOf(Dest, "Dest");
 
 /// The struct layouts as `Name=size;Name.field=offset;…`, for the test that
 /// checks TypeScript's copy of them. Returns the length, or -ERANGE if `cap` is short.
-export fn oc_layout(out: [*]u8, cap: usize) isize {
-    if (cap < layout.len) return -34;
+pub export fn oc_layout(out: [*]u8, cap: usize) isize {
+    if (cap < layout.len) return sys.fail(.RANGE);
     @memcpy(out[0..layout.len], layout);
     return @intCast(layout.len);
 }

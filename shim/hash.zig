@@ -1,8 +1,13 @@
 //! Checksums computed natively on a tap, so hashing never crosses FFI per chunk.
 //! State lives in caller memory (`state_size` bytes, any alignment).
 const std = @import("std");
+const sys = @import("sys.zig");
 
+/// The algorithms; `none` computes nothing (a job without a checksum).
 pub const Alg = enum(u32) { none = 0, sha256 = 1, xxh64 = 2, xxh3 = 3, crc32c = 4 };
+
+/// Bytes of the longest digest (sha256).
+pub const digest_max = 32;
 
 const Sha256 = std.crypto.hash.sha2.Sha256;
 const Xxh64 = std.hash.XxHash64;
@@ -23,19 +28,18 @@ fn state(comptime T: type, area: [*]u8) *T {
     return @ptrFromInt(addr);
 }
 
-pub fn begin(alg: u32, area: [*]u8) isize {
-    switch (@as(Alg, @enumFromInt(alg))) {
+pub fn begin(alg: Alg, area: [*]u8) void {
+    switch (alg) {
         .none => {},
         .sha256 => state(Sha256, area).* = Sha256.init(.{}),
         .xxh64 => state(Xxh64, area).* = Xxh64.init(0),
         .xxh3 => state(Xxh3, area).* = Xxh3.init(0),
         .crc32c => state(Crc32c, area).* = Crc32c.init(),
     }
-    return 0;
 }
 
-pub fn update(alg: u32, area: [*]u8, bytes: []const u8) void {
-    switch (@as(Alg, @enumFromInt(alg))) {
+pub fn update(alg: Alg, area: [*]u8, bytes: []const u8) void {
+    switch (alg) {
         .none => {},
         .sha256 => state(Sha256, area).update(bytes),
         .xxh64 => state(Xxh64, area).update(bytes),
@@ -45,8 +49,8 @@ pub fn update(alg: u32, area: [*]u8, bytes: []const u8) void {
 }
 
 /// Writes the digest big-endian (as the algorithms' reference tools print it); returns its length.
-pub fn end(alg: u32, area: [*]u8, out: *[32]u8) isize {
-    switch (@as(Alg, @enumFromInt(alg))) {
+pub fn end(alg: Alg, area: [*]u8, out: *[digest_max]u8) usize {
+    switch (alg) {
         .none => return 0,
         .sha256 => {
             state(Sha256, area).final(out);
@@ -67,20 +71,33 @@ pub fn end(alg: u32, area: [*]u8, out: *[32]u8) isize {
     }
 }
 
-fn valid(alg: u32) bool {
-    return alg <= @intFromEnum(Alg.crc32c);
+/// An algorithm number from TypeScript, checked before it becomes an `Alg`.
+pub fn parse(alg: u32) ?Alg {
+    return std.meta.intToEnum(Alg, alg) catch null;
 }
 
-export fn oc_hash_begin(alg: u32, area: [*]u8) isize {
-    if (!valid(alg)) return -22; // EINVAL
-    return begin(alg, area);
-}
-export fn oc_hash_update(alg: u32, area: [*]u8, bytes: [*]const u8, len: usize) isize {
-    if (!valid(alg)) return -22;
-    update(alg, area, bytes[0..len]);
+pub export fn oc_hash_begin(alg: u32, area: [*]u8) isize {
+    begin(parse(alg) orelse return sys.fail(.INVAL), area);
     return 0;
 }
-export fn oc_hash_end(alg: u32, area: [*]u8, out: *[32]u8) isize {
-    if (!valid(alg)) return -22;
-    return end(alg, area, out);
+pub export fn oc_hash_update(alg: u32, area: [*]u8, bytes: [*]const u8, len: usize) isize {
+    update(parse(alg) orelse return sys.fail(.INVAL), area, bytes[0..len]);
+    return 0;
+}
+/// Writes the digest into `out`; returns its length.
+pub export fn oc_hash_end(alg: u32, area: [*]u8, out: *[digest_max]u8) isize {
+    return @intCast(end(parse(alg) orelse return sys.fail(.INVAL), area, out));
+}
+
+test "digests of published vectors, and an unknown algorithm is EINVAL" {
+    var area: [state_size]u8 = undefined;
+    var out: [digest_max]u8 = undefined;
+    begin(.xxh64, &area);
+    try std.testing.expectEqual(@as(usize, 8), end(.xxh64, &area, &out));
+    try std.testing.expectEqualSlices(u8, &.{ 0xef, 0x46, 0xdb, 0x37, 0x51, 0xd8, 0xe9, 0x99 }, out[0..8]);
+    begin(.crc32c, &area);
+    update(.crc32c, &area, "123456789");
+    try std.testing.expectEqual(@as(usize, 4), end(.crc32c, &area, &out));
+    try std.testing.expectEqualSlices(u8, &.{ 0xe3, 0x06, 0x92, 0x83 }, out[0..4]);
+    try std.testing.expect(sys.is(oc_hash_begin(99, &area), .INVAL));
 }

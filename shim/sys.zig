@@ -1,11 +1,28 @@
 //! Raw Linux syscalls without libc. Every function returns the kernel's own
-//! result: a non-negative value, or `-errno`. EINTR is retried here, once place
-//! for all callers, because no caller ever wants to see it.
+//! result: a non-negative value, or `-errno`. EINTR is retried here, in one
+//! place (`call`), because no caller ever wants to see it.
 const std = @import("std");
 const linux = std.os.linux;
 
-pub const EINTR: isize = 4;
-pub const EAGAIN: isize = 11;
+/// Linux errno values, as an enum: results are compared with `is(r, .AGAIN)`,
+/// never with a number.
+pub const E = linux.E;
+
+/// `-e` as a syscall result: for an error the shim reports itself.
+pub fn fail(e: E) isize {
+    return -@as(isize, @intFromEnum(e));
+}
+
+/// Whether the result `r` is the error `e`.
+pub fn is(r: isize, e: E) bool {
+    return r == fail(e);
+}
+
+/// The errno of a failed result (`r < 0`).
+pub fn errno(r: isize) E {
+    std.debug.assert(r < 0);
+    return @enumFromInt(-r);
+}
 
 /// Reinterprets a raw syscall return (`usize`) as `isize` (`-errno` on failure).
 inline fn ret(rc: usize) isize {
@@ -17,71 +34,59 @@ pub inline fn arg(v: i32) usize {
     return @bitCast(@as(isize, v));
 }
 
-pub fn call1(n: linux.SYS, a: usize) isize {
-    while (true) {
-        const r = ret(linux.syscall1(n, a));
-        if (r != -EINTR) return r;
-    }
+/// One raw syscall, without retrying.
+fn once(n: linux.SYS, args: anytype) usize {
+    return switch (args.len) {
+        1 => linux.syscall1(n, args[0]),
+        2 => linux.syscall2(n, args[0], args[1]),
+        3 => linux.syscall3(n, args[0], args[1], args[2]),
+        4 => linux.syscall4(n, args[0], args[1], args[2], args[3]),
+        5 => linux.syscall5(n, args[0], args[1], args[2], args[3], args[4]),
+        6 => linux.syscall6(n, args[0], args[1], args[2], args[3], args[4], args[5]),
+        else => @compileError("a syscall takes 1 to 6 arguments"),
+    };
 }
-pub fn call2(n: linux.SYS, a: usize, b: usize) isize {
+
+/// A syscall, retried while a signal interrupts it (EINTR): the one retry loop.
+/// `args` is a tuple of `usize`.
+pub fn call(n: linux.SYS, args: anytype) isize {
     while (true) {
-        const r = ret(linux.syscall2(n, a, b));
-        if (r != -EINTR) return r;
-    }
-}
-pub fn call3(n: linux.SYS, a: usize, b: usize, c: usize) isize {
-    while (true) {
-        const r = ret(linux.syscall3(n, a, b, c));
-        if (r != -EINTR) return r;
-    }
-}
-pub fn call4(n: linux.SYS, a: usize, b: usize, c: usize, d: usize) isize {
-    while (true) {
-        const r = ret(linux.syscall4(n, a, b, c, d));
-        if (r != -EINTR) return r;
-    }
-}
-pub fn call5(n: linux.SYS, a: usize, b: usize, c: usize, d: usize, e: usize) isize {
-    while (true) {
-        const r = ret(linux.syscall5(n, a, b, c, d, e));
-        if (r != -EINTR) return r;
-    }
-}
-pub fn call6(n: linux.SYS, a: usize, b: usize, c: usize, d: usize, e: usize, f: usize) isize {
-    while (true) {
-        const r = ret(linux.syscall6(n, a, b, c, d, e, f));
-        if (r != -EINTR) return r;
+        const r = ret(once(n, args));
+        if (!is(r, .INTR)) return r;
     }
 }
 
 /// close() is never retried: on Linux the fd is gone even when it reports EINTR.
 pub fn close(fd: i32) isize {
-    return ret(linux.syscall1(.close, arg(fd)));
+    return ret(once(.close, .{arg(fd)}));
 }
 
 pub fn read(fd: i32, buf: [*]u8, len: usize) isize {
-    return call3(.read, arg(fd), @intFromPtr(buf), len);
+    return call(.read, .{ arg(fd), @intFromPtr(buf), len });
 }
 pub fn write(fd: i32, buf: [*]const u8, len: usize) isize {
-    return call3(.write, arg(fd), @intFromPtr(buf), len);
+    return call(.write, .{ arg(fd), @intFromPtr(buf), len });
 }
 pub fn pread(fd: i32, buf: [*]u8, len: usize, off: u64) isize {
-    return call4(.pread64, arg(fd), @intFromPtr(buf), len, off);
+    return call(.pread64, .{ arg(fd), @intFromPtr(buf), len, off });
 }
 pub fn splice(fd_in: i32, fd_out: i32, len: usize, flags: u32) isize {
-    return call6(.splice, arg(fd_in), 0, arg(fd_out), 0, len, flags);
+    return call(.splice, .{ arg(fd_in), 0, arg(fd_out), 0, len, flags });
 }
 pub fn tee(fd_in: i32, fd_out: i32, len: usize, flags: u32) isize {
-    return call4(.tee, arg(fd_in), arg(fd_out), len, flags);
+    return call(.tee, .{ arg(fd_in), arg(fd_out), len, flags });
 }
 pub fn ioctl(fd: i32, req: u32, argp: usize) isize {
-    return call3(.ioctl, arg(fd), req, argp);
+    return call(.ioctl, .{ arg(fd), req, argp });
 }
 pub fn mmap(len: usize, prot: u32, flags: u32, fd: i32, off: u64) isize {
-    return call6(.mmap, 0, len, prot, flags, arg(fd), off);
+    return call(.mmap, .{ 0, len, prot, flags, arg(fd), off });
 }
 pub fn munmap(addr: usize, len: usize) isize {
-    return call2(.munmap, addr, len);
+    return call(.munmap, .{ addr, len });
+}
+pub fn pipe2(fds: *[2]i32, flags: u32) isize {
+    return call(.pipe2, .{ @intFromPtr(fds), flags });
 }
 
 /// Monotonic clock in nanoseconds (a raw syscall: no vDSO without libc; called
@@ -94,12 +99,19 @@ pub fn nowNs() u64 {
 
 pub const PollFd = extern struct { fd: i32, events: i16, revents: i16 };
 
-/// ppoll with a millisecond timeout (aarch64 has no poll(2)); EINTR counts as a wake-up.
+/// The kernel's sigset size (ppoll, rt_sigaction): _NSIG / 8 bytes. Zig's
+/// NSIG counts signal 0 too (65), which the division drops: 8 on every arch
+/// but MIPS. (`sigset_t` is libc's 128-byte one, which the kernel refuses.)
+pub const sigset_bytes = linux.NSIG / 8;
+
+/// ppoll with a millisecond timeout (aarch64 has no poll(2)); timeout < 0 waits
+/// forever. Not retried: EINTR counts as a wake-up (0 fds ready), so a signal
+/// returns control to the caller, which re-checks its state anyway.
 pub fn poll(fds: [*]PollFd, n: usize, timeout_ms: i32) isize {
-    if (timeout_ms < 0) return ret(linux.syscall5(.ppoll, @intFromPtr(fds), n, 0, 0, 8));
     var ts = linux.timespec{ .sec = @divTrunc(timeout_ms, 1000), .nsec = @rem(timeout_ms, 1000) * 1_000_000 };
-    const r = ret(linux.syscall5(.ppoll, @intFromPtr(fds), n, @intFromPtr(&ts), 0, 8));
-    return if (r == -EINTR) 0 else r;
+    const tp: usize = if (timeout_ms < 0) 0 else @intFromPtr(&ts);
+    const r = ret(once(.ppoll, .{ @intFromPtr(fds), n, tp, 0, sigset_bytes }));
+    return if (timeout_ms >= 0 and is(r, .INTR)) 0 else r;
 }
 
 /// ioctl whose argument is an `int` the kernel fills in (FIONREAD, SIOCOUTQ): returns it.
@@ -111,5 +123,27 @@ pub fn ioctl_int(fd: i32, req: u32) isize {
 
 pub fn vmsplice(fd: i32, buf: [*]const u8, len: usize, flags: u32) isize {
     const iov = [1]extern struct { base: [*]const u8, len: usize }{.{ .base = buf, .len = len }};
-    return call4(.vmsplice, arg(fd), @intFromPtr(&iov), 1, flags);
+    return call(.vmsplice, .{ arg(fd), @intFromPtr(&iov), 1, flags });
+}
+
+test "call retries nothing but EINTR, and reports errors as -errno" {
+    try std.testing.expect(is(close(-1), .BADF));
+    try std.testing.expectEqual(E.BADF, errno(read(-1, undefined, 0)));
+    try std.testing.expectEqual(@as(isize, -22), fail(.INVAL));
+}
+
+const o_nonblock: u32 = 0o4000;
+const o_cloexec: u32 = 0o2000000;
+
+test "ppoll's sigset size is the kernel's (8 bytes), and a timeout of 0 returns at once" {
+    try std.testing.expectEqual(8, sigset_bytes);
+    var fds: [2]i32 = undefined;
+    try std.testing.expectEqual(@as(isize, 0), pipe2(&fds, o_nonblock | o_cloexec));
+    defer for (fds) |fd| {
+        _ = close(fd);
+    };
+    var p = [1]PollFd{.{ .fd = fds[0], .events = 1, .revents = 0 }};
+    try std.testing.expectEqual(@as(isize, 0), poll(&p, 1, 0));
+    var q = [1]PollFd{.{ .fd = fds[1], .events = 4, .revents = 0 }};
+    try std.testing.expectEqual(@as(isize, 1), poll(&q, 1, -1));
 }
