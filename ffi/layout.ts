@@ -1,10 +1,14 @@
 /**
- * The memory shared with the fan-out loop (shim/engine.zig): one `Job` and an
- * array of `Dest`, laid out here once for TypeScript. A test compares this
- * with the layout the shim reports (`oc_layout`), so the two cannot drift.
+ * The TypeScript side of the shim's boundary: the memory shared with the
+ * fan-out loop (shim/engine.zig: one `Job` and an array of `Dest`), the enums
+ * and constants that cross it. The shim describes its side from its own types
+ * at compile time (shim/abi.zig, `oc_layout`); a test compares that with
+ * `expectedLayout()` here, symbol signatures included, so the two cannot drift.
  *
  * @module
  */
+
+import { symbols } from "./symbols.ts";
 
 type Kind = "u8" | "i32" | "u32" | "u64";
 type Fields = Record<string, readonly [offset: number, kind: Kind]>;
@@ -168,23 +172,42 @@ export type JobView = StructView<typeof JOB.fields>;
 /** A view of one shared `Dest`. */
 export type DestView = StructView<typeof DEST.fields>;
 
-/** Parses the shim's `Name=size;Name.field=offset;…` layout text. */
-export function parseLayout(text: string): Map<string, number> {
-  const out = new Map<string, number>();
+/** Parses the shim's `key=value;…` description (see shim/abi.zig). */
+export function parseLayout(text: string): Map<string, string> {
+  const out = new Map<string, string>();
   for (const part of text.split(";")) {
     if (!part) continue;
-    const [key, value] = part.split("=");
-    out.set(key, Number(value));
+    const at = part.indexOf("=");
+    out.set(part.slice(0, at), part.slice(at + 1));
   }
   return out;
 }
 
-/** The layout TypeScript expects, in the shim's text form. */
-export function expectedLayout(): Map<string, number> {
-  const out = new Map<string, number>();
+/** What TypeScript expects the shim to describe, in the same form. */
+export function expectedLayout(): Map<string, string> {
+  const out = new Map<string, string>();
   for (const [name, layout] of [["Job", JOB], ["Dest", DEST]] as const) {
-    out.set(name, layout.size);
-    for (const [field, [off]] of Object.entries(layout.fields)) out.set(`${name}.${field}`, off);
+    out.set(name, `${layout.size}`);
+    for (const [field, [off]] of Object.entries(layout.fields)) {
+      out.set(`${name}.${field}`, `${off}`);
+    }
+  }
+  const calls = Object.fromEntries(CALLS.map((name, i) => [name, i]));
+  const enums = { Source, Feed, Status, Call: calls, HashAlg };
+  for (const [name, values] of Object.entries(enums)) {
+    for (const [key, value] of Object.entries(values)) out.set(`enum.${name}.${key}`, `${value}`);
+  }
+  const constants = {
+    max_dests: MAX_DESTS,
+    dest_blocking_pipe: DEST_BLOCKING_PIPE,
+    src_may_block: SRC_MAY_BLOCK,
+    hash_state_size: HASH_STATE_SIZE,
+    digest_max: DIGEST_MAX,
+  };
+  for (const [key, value] of Object.entries(constants)) out.set(`const.${key}`, `${value}`);
+  for (const [key, def] of Object.entries(symbols)) {
+    const name = "name" in def ? def.name : key;
+    out.set(`fn.${name}`, `${def.parameters.join(",")}>${def.result}`);
   }
   return out;
 }

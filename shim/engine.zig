@@ -662,30 +662,3 @@ pub export fn oc_hash_job_end(job: *Job, out: *[hash.digest_max]u8) isize {
     if (!validTag(hash.Alg, &job.config.hash_alg)) return sys.fail(.INVAL);
     return @intCast(hash.end(job.config.hash_alg, &job.state.hash_state, out));
 }
-
-/// `Name.field=offset;` for every field of an extern struct, nested structs
-/// flattened (their field names are unique across the parts).
-fn fieldsOf(comptime T: type, comptime name: []const u8, comptime base: usize) []const u8 {
-    var s: []const u8 = "";
-    for (std.meta.fields(T)) |f| {
-        if (f.name[0] == '_') continue;
-        const off = base + @offsetOf(T, f.name);
-        s = s ++ if (@typeInfo(f.type) == .@"struct")
-            fieldsOf(f.type, name, off)
-        else
-            std.fmt.comptimePrint("{s}.{s}={d};", .{ name, f.name, off });
-    }
-    return s;
-}
-fn layoutOf(comptime T: type, comptime name: []const u8) []const u8 {
-    return std.fmt.comptimePrint("{s}={d};", .{ name, @sizeOf(T) }) ++ fieldsOf(T, name, 0);
-}
-const layout = layoutOf(Job, "Job") ++ layoutOf(Dest, "Dest");
-
-/// The struct layouts as `Name=size;Name.field=offset;…`, for the test that
-/// checks TypeScript's copy of them. Returns the length, or -ERANGE if `cap` is short.
-pub export fn oc_layout(out: [*]u8, cap: usize) isize {
-    if (cap < layout.len) return sys.fail(.RANGE);
-    @memcpy(out[0..layout.len], layout);
-    return @intCast(layout.len);
-}

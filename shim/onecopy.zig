@@ -1,7 +1,16 @@
-//! Root of libonecopy: raw syscalls (syscalls.zig), checksums (hash.zig) and
-//! the fan-out loop (engine.zig). No libc; every export is C ABI.
+//! Root of libonecopy: raw syscalls (syscalls.zig), checksums (hash.zig), the
+//! fan-out loop (engine.zig) and the description of its ABI (abi.zig). No
+//! libc; every export is C ABI.
+
+/// Every file whose `pub export fn oc_*` make the library: abi.zig describes
+/// their signatures, and the TypeScript symbol table is tested against that.
+pub const modules = .{
+    @import("syscalls.zig"),
+    @import("hash.zig"),
+    @import("engine.zig"),
+    @import("abi.zig"),
+};
+
 comptime {
-    _ = @import("syscalls.zig");
-    _ = @import("hash.zig");
-    _ = @import("engine.zig");
+    for (modules) |m| _ = m;
 }
