@@ -22,6 +22,7 @@
 const std = @import("std");
 const sys = @import("sys.zig");
 const hash = @import("hash.zig");
+const E = sys.E;
 
 /// Where the one stable copy comes from.
 pub const Source = enum(u32) {
@@ -661,4 +662,234 @@ pub export fn oc_hash_job_begin(job: *Job) isize {
 pub export fn oc_hash_job_end(job: *Job, out: *[hash.digest_max]u8) isize {
     if (!validTag(hash.Alg, &job.config.hash_alg)) return sys.fail(.INVAL);
     return @intCast(hash.end(job.config.hash_alg, &job.state.hash_state, out));
+}
+
+// ---- Tests: each step on real pipes (run by tests/zig_test.ts through the pinned Zig).
+
+const testing = std.testing;
+const O_NONBLOCK: u32 = 0o4000;
+const O_CLOEXEC: u32 = 0o2000000;
+const F_SETPIPE_SZ: u32 = 1031;
+
+/// A non-blocking pipe for a test, optionally shrunk to `size` bytes.
+const TestPipe = struct {
+    r: i32,
+    w: i32,
+
+    fn open(size: ?usize) !TestPipe {
+        var fds: [2]i32 = undefined;
+        if (sys.pipe2(&fds, O_NONBLOCK | O_CLOEXEC) != 0) return error.Pipe;
+        if (size) |n| if (sys.call(.fcntl, .{ sys.arg(fds[1]), F_SETPIPE_SZ, n }) < 0) return error.PipeSize;
+        return .{ .r = fds[0], .w = fds[1] };
+    }
+    fn close(p: TestPipe) void {
+        _ = sys.close(p.r);
+        if (p.w >= 0) _ = sys.close(p.w);
+    }
+    fn put(p: TestPipe, bytes: []const u8) !void {
+        if (sys.write(p.w, bytes.ptr, bytes.len) != bytes.len) return error.ShortWrite;
+    }
+    /// Appends whatever the pipe holds to `out`.
+    fn drainInto(p: TestPipe, out: *std.ArrayList(u8)) !void {
+        var buf: [65536]u8 = undefined;
+        while (true) {
+            const r = sys.read(p.r, &buf, buf.len);
+            if (r <= 0) return;
+            try out.appendSlice(buf[0..@intCast(r)]);
+        }
+    }
+};
+
+fn testBytes(comptime n: usize) [n]u8 {
+    var out: [n]u8 = undefined;
+    for (&out, 0..) |*b, i| b.* = @truncate(i *% 131 +% i / 256);
+    return out;
+}
+
+fn openDevNull() !i32 {
+    const r = sys.call(.openat, .{ sys.arg(-100), @intFromPtr("/dev/null"), 1 | O_CLOEXEC, 0 });
+    if (r < 0) return error.Open;
+    return @intCast(r);
+}
+
+test "tee step: a short tee is never continued, and the stage is consumed only up to the slowest" {
+    const data = testBytes(10000);
+    const stage = try TestPipe.open(null);
+    defer stage.close();
+    const fast = try TestPipe.open(null);
+    defer fast.close();
+    const slow = try TestPipe.open(4096); // one page: a tee gives it one buffer at most
+    defer slow.close();
+    const devnull = try openDevNull();
+    defer _ = sys.close(devnull);
+
+    try stage.put(&data);
+    var job = Job{ .config = .{ .source = .read_pipe, .stage_r = stage.r, .stage_w = stage.w, .null_fd = devnull, .ndest = 2 } };
+    job.state.taken = data.len; // as if the source step had put it all in the stage
+    job.state.tail = data.len;
+    var ds = [2]Dest{
+        .{ .config = .{ .fd = fast.w, .feed = .tee } },
+        .{ .config = .{ .fd = slow.w, .feed = .tee } },
+    };
+    var w = Waits{};
+    var progress = false;
+    try testing.expectEqual(null, teeStep(&job, &ds, &w, &progress));
+    try testing.expectEqual(@as(u64, data.len), ds[0].state.fed);
+    const short = ds[1].state.fed;
+    try testing.expect(short > 0 and short < data.len); // a partial count
+    try testing.expectEqual(short, ds[1].state.done); // tee'd straight into it: delivered
+    assertPositions(&job, &ds);
+
+    // Nobody is level with the head now: another pass must tee nothing (no duplicates).
+    try testing.expectEqual(null, teeStep(&job, &ds, &w, &progress));
+    try testing.expectEqual(short, ds[1].state.fed);
+
+    var got = std.ArrayList(u8).init(testing.allocator);
+    defer got.deinit();
+    while (ds[1].state.fed < data.len) {
+        try testing.expectEqual(null, consumeStep(&job, &ds, &progress));
+        try testing.expectEqual(ds[1].state.fed, job.state.head); // the slowest holds it back
+        try slow.drainInto(&got);
+        try testing.expectEqual(null, teeStep(&job, &ds, &w, &progress));
+        assertPositions(&job, &ds);
+    }
+    try slow.drainInto(&got);
+    try testing.expectEqualSlices(u8, &data, got.items);
+    got.clearRetainingCapacity();
+    try fast.drainInto(&got);
+    try testing.expectEqualSlices(u8, &data, got.items);
+    try testing.expectEqual(null, consumeStep(&job, &ds, &progress));
+    try testing.expectEqual(job.state.tail, job.state.head);
+}
+
+test "write step: a borrowed blocking pipe gets at most its free room, then waits" {
+    var data = testBytes(10000);
+    const out = try TestPipe.open(4096);
+    defer out.close();
+    try out.put(&[_]u8{0} ** 1000);
+    var job = Job{ .config = .{ .source = .read_buf, .chunk = data.len, .ndest = 1 } };
+    job.state = .{ .taken = data.len, .round_start = 0, .round_end = data.len, .round_ptr = @intFromPtr(&data) };
+    var ds = [1]Dest{.{ .config = .{ .fd = out.w, .feed = .write, .flags = dest_blocking_pipe, .pipe_size = 4096 } }};
+    var w = Waits{};
+    var progress = false;
+    try testing.expectEqual(null, bufferStep(&job, &ds, &w, &progress));
+    try testing.expectEqual(@as(u64, 4096 - 1000), ds[0].state.done);
+    try testing.expectEqual(null, bufferStep(&job, &ds, &w, &progress));
+    try testing.expectEqual(@as(u64, 4096 - 1000), ds[0].state.done);
+    try testing.expectEqual(@as(usize, 1), w.n); // full: waits for room instead of blocking
+    try testing.expectEqual(out.w, w.fds[0].fd);
+
+    var got = std.ArrayList(u8).init(testing.allocator);
+    defer got.deinit();
+    while (ds[0].state.done < data.len) {
+        try out.drainInto(&got);
+        try testing.expectEqual(null, bufferStep(&job, &ds, &w, &progress));
+        assertPositions(&job, &ds);
+    }
+    try out.drainInto(&got);
+    try testing.expectEqualSlices(u8, &data, got.items[1000..]);
+}
+
+test "branch copy: a short write resumes from where it stopped in scratch" {
+    const data = testBytes(10000);
+    const branch = try TestPipe.open(null);
+    defer branch.close();
+    const out = try TestPipe.open(4096);
+    defer out.close();
+    try branch.put(&data);
+    var scratch: [16384]u8 = undefined;
+    var job = Job{ .config = .{ .source = .read_pipe, .ndest = 1 } };
+    job.state = .{ .taken = data.len, .tail = data.len };
+    var ds = [1]Dest{.{ .config = .{ .fd = out.w, .feed = .branch_copy, .branch_r = branch.r, .branch_w = branch.w, .scratch = @intFromPtr(&scratch), .scratch_cap = scratch.len } }};
+    ds[0].state.fed = data.len;
+    var w = Waits{};
+    var progress = false;
+    try testing.expectEqual(null, branchStep(&job, &ds, &w, &progress));
+    try testing.expectEqual(@as(u64, 4096), ds[0].state.done); // the pipe took one page
+    try testing.expectEqual(@as(u64, 4096), ds[0].state.scratch_off);
+    try testing.expectEqual(@as(u64, data.len), ds[0].state.scratch_len);
+
+    var got = std.ArrayList(u8).init(testing.allocator);
+    defer got.deinit();
+    while (ds[0].state.done < data.len) {
+        try out.drainInto(&got);
+        try testing.expectEqual(null, branchStep(&job, &ds, &w, &progress));
+        assertPositions(&job, &ds);
+    }
+    try out.drainInto(&got);
+    try testing.expectEqualSlices(u8, &data, got.items);
+}
+
+test "oc_run: a pipe source to a pipe and a checksum tap, until done" {
+    const data = testBytes(200_000);
+    var src = try TestPipe.open(1 << 20);
+    defer src.close();
+    const out = try TestPipe.open(1 << 20);
+    defer out.close();
+    const branch = try TestPipe.open(1 << 20);
+    defer branch.close();
+    const devnull = try openDevNull();
+    defer _ = sys.close(devnull);
+    try src.put(&data);
+    _ = sys.close(src.w); // end of input once drained
+    src.w = -1;
+    var scratch: [65536]u8 = undefined;
+
+    var job: Job = undefined;
+    var ds: [2]Dest = undefined;
+    oc_job_init(&job, &ds, ds.len);
+    job.config.src_fd = src.r;
+    job.config.source = .pipe;
+    job.config.stage_r = src.r;
+    job.config.null_fd = devnull;
+    job.config.chunk = 65536;
+    job.config.stage_size = 1 << 20;
+    job.config.budget_ns = 5_000_000_000;
+    job.config.hash_alg = .xxh64;
+    ds[0].config.fd = out.w;
+    ds[0].config.feed = .tee;
+    ds[1].config = .{ .feed = .branch_hash, .branch_r = branch.r, .branch_w = branch.w, .scratch = @intFromPtr(&scratch), .scratch_cap = scratch.len };
+    try testing.expectEqual(@as(isize, 0), oc_hash_job_begin(&job));
+
+    try testing.expectEqual(Status.done, oc_run(&job, &ds));
+    try testing.expectEqual(@as(u64, data.len), job.state.taken);
+    try testing.expectEqual(@as(u64, data.len), ds[0].state.done);
+    var got = std.ArrayList(u8).init(testing.allocator);
+    defer got.deinit();
+    try out.drainInto(&got);
+    try testing.expectEqualSlices(u8, &data, got.items);
+    var digest: [hash.digest_max]u8 = undefined;
+    try testing.expectEqual(@as(isize, 8), oc_hash_job_end(&job, &digest));
+    try testing.expectEqual(std.hash.XxHash64.hash(0, &data), std.mem.readInt(u64, digest[0..8], .big));
+    try testing.expectEqual(@as(isize, 0), oc_run_release(&job));
+}
+
+test "oc_run: a destination tee() cannot feed is a dest_error with EINVAL and the call" {
+    const src = try TestPipe.open(null);
+    defer src.close();
+    const devnull = try openDevNull();
+    defer _ = sys.close(devnull);
+    try src.put("hello");
+    var job: Job = undefined;
+    var ds: [1]Dest = undefined;
+    oc_job_init(&job, &ds, ds.len);
+    job.config = .{ .src_fd = src.r, .source = .pipe, .stage_r = src.r, .null_fd = devnull, .ndest = 1, .chunk = 4096, .stage_size = 65536, .budget_ns = 1_000_000_000 };
+    ds[0].config.fd = devnull; // a character device: tee() wants a pipe
+    ds[0].config.feed = .tee;
+    try testing.expectEqual(Status.dest_error, oc_run(&job, &ds));
+    try testing.expectEqual(@as(i32, 0), job.state.err_dest);
+    try testing.expectEqual(@as(i32, @intFromEnum(E.INVAL)), ds[0].state.err);
+    try testing.expectEqual(Call.tee, ds[0].state.err_call);
+}
+
+test "oc_run: a value outside its enum is an invalid job, and nothing runs" {
+    var job: Job = undefined;
+    var ds: [1]Dest = undefined;
+    oc_job_init(&job, &ds, ds.len);
+    try testing.expectEqual(@as(i32, -1), ds[0].config.fd);
+    try testing.expectEqual(Feed.dead, ds[0].config.feed);
+    @as(*u32, @ptrCast(&ds[0].config.feed)).* = 99;
+    try testing.expectEqual(Status.invalid_job, oc_run(&job, &ds));
+    job.config.ndest = max_dests + 1;
+    try testing.expectEqual(Status.invalid_job, oc_run(&job, &ds));
 }
