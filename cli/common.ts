@@ -18,7 +18,7 @@ import { UsageError } from "./usage.ts";
 
 /** parseArgs, with its errors turned into one-line usage errors. */
 export function parse<const O extends Record<string, OptionSpec>>(
-  config: { args: string[]; options: O; allowPositionals?: boolean },
+  config: { args: string[]; options: O; allowPositionals?: boolean; stopAtPositional?: boolean },
 ): { values: Values<O>; positionals: string[] } {
   try {
     return parseArgs(config);

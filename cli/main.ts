@@ -22,6 +22,19 @@ const line = (stream: { writeSync(p: Uint8Array): number }) => (text: string) =>
 const out = line(Deno.stdout);
 const err = line(Deno.stderr);
 
+/** `onecopy help [CMD]`. */
+function helpOf([name, ...extra]: string[]): number {
+  if (name === undefined) {
+    out(help.main);
+    return Exit.ok;
+  }
+  if (extra.length || !Object.hasOwn(help, name) || name === "main") {
+    throw new UsageError(`no help for '${[name, ...extra].join(" ")}' (try tee, send, recv)`);
+  }
+  out(help[name as keyof typeof help]);
+  return Exit.ok;
+}
+
 /** Runs the command line `args`; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args;
@@ -34,23 +47,22 @@ export async function main(args: string[]): Promise<number> {
       out(`onecopy ${version}`);
       return Exit.ok;
     }
+    if (command === "help") return helpOf(rest);
     const commands = { tee, send, recv } as const;
     if (!(command in commands)) throw new UsageError(`unknown command '${command}'`);
     const name = command as keyof typeof commands;
-    if (rest.includes("--help") || rest.includes("-h")) {
+    // tee parses --help itself, as GNU tee does: `tee -- --help` writes a file.
+    if (name !== "tee" && (rest.includes("--help") || rest.includes("-h"))) {
       out(help[name]);
       return Exit.ok;
     }
-    if (name === "tee") return await tee(rest, err);
     return await commands[name](rest, out, err);
   } catch (e) {
     if (e instanceof UsageError) {
-      err(
-        `onecopy: ${e.message}\nTry 'onecopy ${
-          command && command in help ? `${command} ` : ""
-        }--help'.`,
-      );
-      return Exit.usage;
+      const cmd = command && command in help ? `${command} ` : "";
+      err(`onecopy: ${e.message}\nTry 'onecopy ${cmd}--help' for more information.`);
+      // GNU tee's usage errors exit 1; a drop-in must too. The other commands keep 2.
+      return command === "tee" ? Exit.failed : Exit.usage;
     }
     if (e instanceof DOMException && e.name === "AbortError") return Exit.interrupted;
     err(`onecopy: ${e instanceof Error ? e.message : String(e)}`);

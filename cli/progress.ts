@@ -1,7 +1,8 @@
 /**
  * The live progress line on stderr: bytes, rate, and percent and ETA when the
- * size is known. Only on a terminal; with `force` from the first update,
- * otherwise once a transfer has run for a second.
+ * size is known. Only on a terminal; with `force` from the first update (and a
+ * one-line summary left at the end), otherwise once a transfer has run for a
+ * second (and erased at the end).
  *
  * @module
  */
@@ -19,7 +20,7 @@ export function formatBytes(n: number): string {
   return i === 0 ? `${n} B` : `${n.toFixed(2)} ${units[i]}`;
 }
 
-/** A progress line; `update()` is cheap to call often, `done()` clears the line. */
+/** A progress line; `update()` is cheap to call often, `done()` leaves a summary or clears it. */
 export class Progress {
   readonly #total?: number;
   readonly #start = performance.now();
@@ -49,7 +50,13 @@ export class Progress {
     this.#shown = true;
   }
 
-  done(): void {
-    if (this.#shown) Deno.stderr.writeSync(encoder.encode("\r\x1b[K"));
+  /** Ends the line: with `force` and the final byte count, a summary stays; otherwise it goes. */
+  done(bytes?: number): void {
+    if (this.#enabled && this.#force && bytes !== undefined) {
+      const seconds = (performance.now() - this.#start) / 1000;
+      const rate = bytes / Math.max(seconds, 1e-3);
+      const line = `${formatBytes(bytes)} in ${seconds.toFixed(1)}s  ${formatBytes(rate)}/s`;
+      Deno.stderr.writeSync(encoder.encode(`\r\x1b[K${line}\n`));
+    } else if (this.#shown) Deno.stderr.writeSync(encoder.encode("\r\x1b[K"));
   }
 }

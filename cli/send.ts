@@ -66,6 +66,7 @@ export async function send(
   const failed = report.destinations.filter((d) => d.error);
   for (const d of failed) err(`onecopy: ${describeFailure(d.target, d.error)}`);
   if (values.json) out(jsonReport(report));
-  else if (report.checksum) out(`${report.checksum.algorithm} ${report.checksum.hex}`);
+  // The line sha256sum prints (`HEX  FILE`), so that `sha256sum -c` can check it.
+  else if (report.checksum) out(`${report.checksum.hex}  ${input}`);
   return failed.length ? Exit.failed : Exit.ok;
 }

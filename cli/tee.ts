@@ -1,82 +1,247 @@
 /**
- * `onecopy tee`: like coreutils tee(1), stdin to stdout and every DEST, but
- * with tee(2) when stdin is a pipe (no user-space copy at all).
+ * `onecopy tee`: a drop-in for GNU tee (coreutils 9.2+): stdin to stdout and
+ * every FILE, with tee(2) when stdin is a pipe (no user-space copy at all).
+ *
+ * What GNU does, and so this does: every operand is a file (`-` too); files
+ * are opened in order before any byte moves; an output that fails is reported
+ * and dropped while the others go on; a reader going away ends tee as SIGPIPE
+ * would (status 141) unless `-p`/`--output-error` says otherwise; with
+ * `-p`/`*-nopipe` a lost reader is dropped quietly, and tee ends with status 0
+ * once no output is left, even while stdin is idle.
  *
  * @module
  */
 
-import { fanout, type FanoutReport, Fd } from "../mod.ts";
-import { describeFailure, hasCode } from "../lib/internal.ts";
-import {
-  checksum,
-  destinations,
-  interruptSignal,
-  jsonReport,
-  method,
-  parse,
-  reportOf,
-} from "./common.ts";
+import { fanout, type FanoutReport, Fd, OnecopyError } from "../mod.ts";
+import { errnoText, F_GETFL, fcntl, O_RDWR, parseTarget, statx } from "../lib/internal.ts";
+import { argmatch, ArgsError } from "./args.ts";
+import { checksum, interruptSignal, jsonReport, method, parse, reportOf } from "./common.ts";
 import { Progress } from "./progress.ts";
-import { Exit, UsageError } from "./usage.ts";
+import { Exit, help, UsageError, version } from "./usage.ts";
 
-type Mode = "default" | "warn" | "warn-nopipe" | "exit" | "exit-nopipe";
-const modes: Mode[] = ["warn", "warn-nopipe", "exit", "exit-nopipe"];
+const modes = ["warn", "warn-nopipe", "exit", "exit-nopipe"] as const;
+/** `sigpipe` is GNU's default: a broken pipe ends tee as SIGPIPE would. */
+type Mode = "sigpipe" | typeof modes[number];
 
-function isEpipe(err: Error | undefined): boolean {
-  return hasCode(err, "EPIPE");
+/** The status a shell reports for a process ended by SIGPIPE (128 + 13). */
+export const sigpipeStatus = 141;
+
+const options = {
+  append: { type: "boolean", short: "a" },
+  "ignore-interrupts": { type: "boolean", short: "i" },
+  "output-error": { type: "string", short: "p", optional: "warn-nopipe" },
+  checksum: { type: "string" },
+  method: { type: "string" },
+  progress: { type: "boolean" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+  version: { type: "boolean" },
+} as const;
+
+/** The C library's wording of an errno ("No space left on device"), as GNU tee prints it. */
+function strerror(errno: number): string {
+  const text = errnoText(errno);
+  return text[0].toUpperCase() + text.slice(1);
+}
+
+function errnoOf(e: unknown): number | undefined {
+  return e instanceof OnecopyError ? e.errno : undefined;
+}
+
+/** `NAME: Strerror`, or the error's own message when it has no errno. */
+function describe(name: string, e: unknown): string {
+  const errno = errnoOf(e);
+  if (errno !== undefined) return `${name}: ${strerror(errno)}`;
+  const message = e instanceof Error ? e.message : String(e);
+  return message.startsWith(`${name}: `) ? message : `${name}: ${message}`;
+}
+
+/**
+ * Whether stdio fd 0 or 1 was closed when the process started. Deno puts
+ * /dev/null on a closed stdio fd before any user code runs, opened read-write;
+ * a shell's `</dev/null` or `>/dev/null` opens it read-only or write-only. So
+ * /dev/null opened O_RDWR on fd 0 or 1 is taken as "closed" (only `<>/dev/null`
+ * looks the same, and then there is nothing to read or keep anyway).
+ */
+export function wasClosed(fd: 0 | 1): boolean {
+  try {
+    if ((fcntl(fd, F_GETFL) & 3) !== O_RDWR) return false;
+    return Deno.readLinkSync(`/proc/self/fd/${fd}`) === "/dev/null";
+  } catch {
+    return false; // no /proc or no read permission: nothing to tell by
+  }
+}
+
+/** The mode `--output-error`/`-p` asks for, or GNU's default. */
+function outputMode(value: string | undefined): Mode {
+  if (value === undefined) return "sigpipe";
+  try {
+    return argmatch("--output-error", value, modes);
+  } catch (e) {
+    throw new UsageError(e instanceof ArgsError ? e.message : String(e));
+  }
+}
+
+/** What one failed output means under `mode`. */
+function policy(mode: Mode, errno: number | undefined) {
+  const epipe = errno === 32;
+  return {
+    /** Say so on stderr (and exit 1 at the end). */
+    report: !epipe || mode === "warn" || mode === "exit",
+    /** End the whole tee now. */
+    stop: (epipe && mode === "sigpipe") ||
+      (mode.startsWith("exit") && !(epipe && mode === "exit-nopipe")),
+    /** End it with the status of a death by SIGPIPE. */
+    sigpipe: epipe && mode === "sigpipe",
+  };
+}
+
+/** Opens one operand: a file (GNU: every operand is a file, `-` too), or a socket URL. */
+async function openOutput(name: string, append: boolean): Promise<Fd> {
+  const target = name === "-"
+    ? { kind: "file" as const, path: "./-" }
+    : parseTarget(name, "destination");
+  if (target.kind === "file") return Fd.create(target.path, { append });
+  if (target.kind === "stdio") return Fd.create("./-", { append });
+  return await Fd.connect(name);
 }
 
 /** Runs `onecopy tee`; returns the exit code. */
-export async function tee(args: string[], err: (line: string) => void): Promise<number> {
-  // parseArgs has no optional values: a bare --output-error means its default MODE.
-  const argv = args.map((
-    a,
-  ) => (a === "--output-error" || a === "-p" ? "--output-error=warn-nopipe" : a));
+export async function tee(
+  args: string[],
+  out: (line: string) => void,
+  err: (line: string) => void,
+): Promise<number> {
   const { values, positionals } = parse({
-    args: argv,
+    args,
     allowPositionals: true,
-    options: {
-      append: { type: "boolean", short: "a" },
-      "output-error": { type: "string" },
-      checksum: { type: "string" },
-      method: { type: "string" },
-      progress: { type: "boolean" },
-      json: { type: "boolean" },
-    },
+    stopAtPositional: posixlyCorrect(),
+    options,
   });
-  const mode = (values["output-error"] ?? "default") as Mode;
-  if (mode !== "default" && !modes.includes(mode)) {
-    throw new UsageError(`unknown --output-error mode '${mode}' (use ${modes.join(", ")})`);
+  if (values.help) {
+    out(help.tee);
+    return Exit.ok;
   }
-  const quietPipes = mode === "default" || mode.endsWith("-nopipe");
-  const interrupt = interruptSignal();
-  const progress = new Progress({ force: values.progress === true });
-  let report: FanoutReport;
+  if (values.version) {
+    out(versionText);
+    return Exit.ok;
+  }
+  const mode = outputMode(values["output-error"]);
+  const algorithm = checksum(values.checksum);
+  const how = method(values.method);
+  const append = values.append ?? false;
+  let code: number = Exit.ok;
+  const fail = (name: string, e: unknown) => {
+    err(`onecopy: ${describe(name, e)}`);
+    code = Exit.failed;
+  };
+
+  // Like GNU: every file is opened (and truncated) in order before any byte moves.
+  const outputs: { fd: Fd; name: string }[] = [];
+  const stdoutClosed = wasClosed(1);
+  if (!stdoutClosed) outputs.push({ fd: Fd.stdout(), name: "standard output" });
   try {
-    report = await reportOf(fanout(Fd.stdin(), [Fd.stdout(), ...destinations(positionals)], {
-      append: values.append,
-      checksum: checksum(values.checksum),
-      method: method(values.method),
-      signal: interrupt.signal,
-      onProgress: (n) => progress.update(n),
-      // EPIPE ends coreutils tee by SIGPIPE unless -p; "exit" modes stop at any reported error.
-      onDestinationError: (_, e) =>
-        (mode === "default" && isEpipe(e)) ||
-          (mode.startsWith("exit") && !(quietPipes && isEpipe(e)))
-          ? "stop"
-          : "continue",
-    }));
+    for (const name of positionals) {
+      try {
+        outputs.push({ fd: await openOutput(name, append), name });
+      } catch (e) {
+        fail(name, e);
+        if (mode.startsWith("exit")) return Exit.failed;
+      }
+    }
+    if (wasClosed(0)) {
+      fail("standard input", new OnecopyError("read", 9));
+      return Exit.failed;
+    }
+    if (stdoutClosed && mode.startsWith("exit")) {
+      fail("standard output", new OnecopyError("write", 9));
+      return Exit.failed;
+    }
+    const run = await copy(outputs, mode, {
+      algorithm,
+      how,
+      fail,
+      ignoreInterrupts: values["ignore-interrupts"],
+      progress: values.progress,
+    });
+    if (run.sigpipe) return sigpipeStatus;
+    if (run.report === undefined) return Exit.failed;
+    if (stdoutClosed && run.report.bytes > 0) fail("standard output", new OnecopyError("write", 9));
+    if (run.report.checksum) err(`${run.report.checksum.hex}  -`);
+    if (values.json) err(jsonReport(run.report));
+    return code;
   } finally {
-    progress.done();
+    for (const { fd } of outputs) fd.close();
+  }
+}
+
+/** Runs the fan-out from stdin to `outputs` under `mode`. */
+async function copy(
+  outputs: { fd: Fd; name: string }[],
+  mode: Mode,
+  o: {
+    algorithm: ReturnType<typeof checksum>;
+    how: ReturnType<typeof method>;
+    fail: (name: string, e: unknown) => void;
+    ignoreInterrupts?: boolean;
+    progress?: boolean;
+  },
+): Promise<{ report?: FanoutReport; sigpipe: boolean }> {
+  const stdin = Fd.stdin();
+  let sigpipe = false;
+  const interrupt = o.ignoreInterrupts ? ignoreInterrupts() : interruptSignal();
+  // Only when asked: GNU tee never writes anything of its own to a terminal.
+  const progress = o.progress ? new Progress({ force: true, total: sizeOf(stdin) }) : undefined;
+  const names = new Map(outputs.map(({ fd, name }) => [fd.label, name]));
+  try {
+    const report = await reportOf(fanout(stdin, outputs.map((x) => x.fd), {
+      checksum: o.algorithm,
+      method: o.how,
+      signal: interrupt.signal,
+      onProgress: (n) => progress?.update(n),
+      onDestinationError: (target, e) => {
+        const p = policy(mode, errnoOf(e));
+        if (p.report) o.fail(names.get(target) ?? target, e);
+        if (p.sigpipe) sigpipe = true;
+        return p.stop ? "stop" : "continue";
+      },
+    }));
+    progress?.done(report.bytes);
+    return { report, sigpipe };
+  } catch (e) {
+    if (e instanceof DOMException && e.name === "AbortError") throw e;
+    progress?.done();
+    o.fail("read error", e);
+    return { sigpipe: false };
+  } finally {
     interrupt.release();
   }
-  let code: number = Exit.ok;
-  for (const d of report.destinations) {
-    if (!d.error || (quietPipes && isEpipe(d.error))) continue;
-    err(`onecopy: ${describeFailure(d.target, d.error)}`);
-    code = Exit.failed;
-  }
-  if (report.checksum) err(`${report.checksum.algorithm} ${report.checksum.hex}`);
-  if (values.json) err(jsonReport(report));
-  return code;
 }
+
+/** SIGINT does nothing (`-i`): the handler stays until the process ends, as SIG_IGN would. */
+function ignoreInterrupts(): { signal?: AbortSignal; release(): void } {
+  Deno.addSignalListener("SIGINT", () => {});
+  return { release: () => {} };
+}
+
+function sizeOf(fd: Fd): number | undefined {
+  try {
+    return fd.kind === "file" ? statx(fd.fd).size : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function posixlyCorrect(): boolean {
+  try {
+    return Deno.env.get("POSIXLY_CORRECT") !== undefined;
+  } catch {
+    return false;
+  }
+}
+
+const versionText = `tee (onecopy) ${version}
+Copyright (C) 2026 onecopy contributors.
+License MIT <https://opensource.org/license/mit>.
+This is free software: you are free to change and redistribute it.
+There is NO WARRANTY, to the extent permitted by law.`;

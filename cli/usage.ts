@@ -26,38 +26,53 @@ export const help = {
     `onecopy ${version}: send one stream to many places with one copy (Linux splice/tee/vmsplice)
 
 Usage:
-  onecopy tee [OPTIONS] [DEST...]        stdin to stdout and to every DEST
+  onecopy tee [OPTION]... [FILE]...      stdin to stdout and to every FILE (GNU tee)
   onecopy send FILE|- --to DEST [--to DEST...]
   onecopy recv --listen tcp://HOST:PORT|unix:PATH [--connections N] [--out PATH|-]
-  onecopy --help | --version | CMD --help
+  onecopy --help | --version | CMD --help | help CMD
 
-DEST is a file path, tcp://HOST:PORT or unix:PATH ('-' is stdout).
+DEST is a file path, tcp://HOST:PORT or unix:PATH ('-' is stdout, except for
+tee, where as in GNU tee it is a file named '-').
 
 Exit codes: 0 success; 1 a destination or the source failed (the others still
-got every byte); 2 usage error; 130 interrupted (SIGINT).`,
+got every byte); 2 usage error (1 for tee, as GNU tee); 130 interrupted
+(SIGINT); 141 tee only: an output pipe lost its reader (as SIGPIPE would).
 
-  tee: `Usage: onecopy tee [OPTIONS] [DEST...]
+onecopy help CMD shows the help of CMD.`,
 
-Copies standard input to standard output and to every DEST (file path,
-tcp://HOST:PORT, unix:PATH). When stdin is a pipe its bytes are already
-stable: they are tee(2)'d to every output, with no copy in user space.
+  tee: `Usage: onecopy tee [OPTION]... [FILE]...
+Copy standard input to each FILE, and also to standard output.
 
-Options:
-  -a, --append               append to files instead of truncating them
-  -p                         same as --output-error=warn-nopipe
-      --output-error[=MODE]  what to do on a write error (as in coreutils tee):
-                               warn         report it, go on with the others
-                               warn-nopipe  the same, but say nothing of EPIPE (default MODE)
-                               exit         report it and stop
-                               exit-nopipe  stop on errors other than EPIPE
-                             Without this option EPIPE ends onecopy quietly (as
-                             SIGPIPE ends coreutils tee) and other errors are reported.
-      --checksum ALG         print "ALG HEX" of the bytes on stderr at the end
-                             (${checksumList})
-      --method M             ${methodList} (default auto)
-      --progress             a live progress line on stderr (terminals only)
-      --json                 print a JSON report on stderr at the end
-  -h, --help                 this help`,
+  -a, --append              append to the given FILEs, do not overwrite
+  -i, --ignore-interrupts   ignore interrupt signals
+  -p                        operate in a more appropriate MODE with pipes
+      --output-error[=MODE]   set behavior on write error.  See MODE below
+      --checksum ALG        print "HEX  -" of the bytes on stderr at the end, as
+                              sha256sum does (${checksumList})
+      --method M            ${methodList} (default auto)
+      --progress            a progress line on stderr (terminals only), and a
+                              one-line summary at the end
+      --json                print a JSON report on stderr at the end
+  -h, --help        display this help and exit
+      --version     output version information and exit
+
+MODE determines behavior with write errors on the outputs:
+  warn           diagnose errors writing to any output
+  warn-nopipe    diagnose errors writing to any output not a pipe
+  exit           exit on error writing to any output
+  exit-nopipe    exit on error writing to any output not a pipe
+The default MODE for the -p option is 'warn-nopipe'.
+With "nopipe" modes, exit immediately if all outputs become broken pipes.
+The default operation when --output-error is not specified, is to
+exit immediately on error writing to a pipe (status 141, as SIGPIPE would),
+and diagnose errors writing to non pipe outputs.
+
+A FILE may also be tcp://HOST:PORT or unix:PATH (write ./unix:PATH for a file
+of that name). When stdin is a pipe its bytes are tee(2)'d to every output,
+with no copy in user space.
+
+Exit status: 0 success; 1 an output or the input failed, or a usage error;
+141 an output pipe lost its reader (without -p); 130 interrupted.`,
 
   send: `Usage: onecopy send FILE|- --to DEST [--to DEST...] [OPTIONS]
 
@@ -68,7 +83,8 @@ Options:
       --to DEST         a destination; repeat for more (at least one)
   -a, --append          append to files instead of truncating them
       --method M        ${methodList} (default auto)
-      --checksum ALG    print "ALG HEX" of the bytes sent (${checksumList})
+      --checksum ALG    print "HEX  FILE" of the bytes sent, as sha256sum does
+                        (sha256, xxh64, xxh3, crc32c)
       --progress        a live progress line on stderr (terminals only)
       --json            print a JSON report on stdout instead
       --connect-timeout S

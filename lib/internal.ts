@@ -8,5 +8,5 @@
 
 export { describeFailure } from "./fanout.ts";
 export { parseTarget } from "./addr.ts";
-export { hasCode } from "../ffi/errors.ts";
-export { statx } from "../ffi/raw.ts";
+export { errnoText, hasCode } from "../ffi/errors.ts";
+export { F_GETFL, fcntl, O_RDWR, statx } from "../ffi/raw.ts";

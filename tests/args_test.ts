@@ -1,7 +1,7 @@
 /** The CLI's argument parser (cli/args.ts). */
 
 import assert from "node:assert/strict";
-import { ArgsError, parseArgs } from "../cli/args.ts";
+import { argmatch, ArgsError, parseArgs } from "../cli/args.ts";
 
 const options = {
   to: { type: "string", multiple: true },
@@ -9,6 +9,7 @@ const options = {
   append: { type: "boolean", short: "a" },
   json: { type: "boolean" },
   quiet: { type: "boolean", short: "q" },
+  multi: { type: "string", short: "m", optional: "all" },
 } as const;
 
 Deno.test("args: every accepted form", () => {
@@ -34,12 +35,13 @@ Deno.test("args: a value may start with a dash; the last of a single option wins
 
 Deno.test("args: one-line errors for what it cannot take", () => {
   const cases: [string[], string][] = [
-    [["--frob"], "unknown option --frob"],
-    [["-z"], "unknown option -z"],
-    [["--method"], "option --method needs a value"],
-    [["--json=yes"], "option --json takes no value"],
+    [["--frob"], "unrecognized option '--frob'"],
+    [["-z"], "invalid option -- 'z'"],
+    [["--method"], "option '--method' requires an argument"],
+    [["--json=yes"], "option '--json' doesn't allow an argument"],
     [["stray"], "unexpected argument 'stray'"],
-    [["--toString"], "unknown option --toString"],
+    [["--toString"], "unrecognized option '--toString'"],
+    [["--jso", "--m"], "option '--m' is ambiguous; possibilities: '--method' '--multi'"],
   ];
   for (const [args, message] of cases) {
     assert.throws(() => parseArgs({ args, options }), (err) => {
@@ -47,5 +49,42 @@ Deno.test("args: one-line errors for what it cannot take", () => {
       assert.equal(err.message, message);
       return true;
     });
+  }
+});
+
+Deno.test("args: getopt_long's forms: prefixes, optional values, grouped shorts, permutation", () => {
+  const parsed = parseArgs({
+    args: ["a", "--app", "--meth", "copy", "b", "--mu", "-qm", "--", "-q"],
+    options,
+    allowPositionals: true,
+  });
+  assert.deepEqual(parsed.values, { append: true, method: "copy", multi: "all", quiet: true });
+  assert.deepEqual(parsed.positionals, ["a", "b", "-q"]);
+  assert.equal(parseArgs({ args: ["--multi=x"], options }).values.multi, "x");
+  // --multi takes its value only after '=': the next word is an operand.
+  assert.deepEqual(
+    parseArgs({ args: ["--multi", "x"], options, allowPositionals: true }).positionals,
+    ["x"],
+  );
+  // POSIXLY_CORRECT: the first operand ends the options.
+  const posix = parseArgs({
+    args: ["-a", "f", "-q"],
+    options,
+    allowPositionals: true,
+    stopAtPositional: true,
+  });
+  assert.deepEqual(posix, { values: { append: true }, positionals: ["f", "-q"] });
+});
+
+Deno.test("args: argmatch takes a value or an unambiguous prefix of one", () => {
+  const modes = ["warn", "warn-nopipe", "exit", "exit-nopipe"] as const;
+  assert.equal(argmatch("--output-error", "warn", modes), "warn");
+  assert.equal(argmatch("--output-error", "warn-", modes), "warn-nopipe");
+  assert.equal(argmatch("--output-error", "exit-nop", modes), "exit-nopipe");
+  for (const [value, why] of [["e", "ambiguous"], ["", "ambiguous"], ["x", "invalid"]]) {
+    assert.throws(
+      () => argmatch("--output-error", value, modes),
+      new RegExp(`^ArgsError: ${why} argument '${value}' for '--output-error'`),
+    );
   }
 });

@@ -85,21 +85,44 @@ export async function runDeno(
 
 export const decoder = new TextDecoder();
 
-const cli = new URL("../cli/main.ts", import.meta.url).pathname;
+/** What a shell line run by `sh()` did. */
+export interface Run {
+  code: number;
+  stdout: Uint8Array;
+  out: string;
+  err: string;
+}
 
-/** Runs a bash line in which `onecopy` is the CLI (so `ulimit` and redirections apply to it). */
-export async function onecopySh(
-  line: string,
-  cwd?: string,
-): Promise<{ code: number; stdout: Uint8Array; out: string; err: string }> {
-  const onecopy = `'${Deno.execPath()}' run -A '${cli}'`;
-  const { code, stdout, stderr } = await new Deno.Command("bash", {
-    args: ["-c", `onecopy() { ${onecopy} "$@"; }; ${line}`],
+const cliMain = new URL("../cli/main.ts", import.meta.url).pathname;
+let binDir: string | undefined;
+
+/** A directory with an `onecopy` script in it, for PATH (so `timeout 10 onecopy` works). */
+function onecopyBin(): string {
+  if (binDir) return binDir;
+  binDir = Deno.makeTempDirSync({ prefix: "onecopy-bin-" });
+  const script = `#!/bin/sh\nexec '${Deno.execPath()}' run -A '${cliMain}' "$@"\n`;
+  Deno.writeTextFileSync(`${binDir}/onecopy`, script, { mode: 0o755 });
+  globalThis.addEventListener("unload", () => Deno.removeSync(binDir!, { recursive: true }));
+  return binDir;
+}
+
+/** Runs a bash line in which `onecopy` is the CLI (found on PATH). */
+export async function sh(line: string, cwd?: string, env?: Record<string, string>): Promise<Run> {
+  const path = `${onecopyBin()}:${Deno.env.get("PATH")}`;
+  const cmd = new Deno.Command("bash", {
+    args: ["-c", line],
     cwd,
+    env: { ...env, PATH: path },
     stdout: "piped",
     stderr: "piped",
-  }).output();
+  });
+  const { code, stdout, stderr } = await cmd.output();
   return { code, stdout, out: decoder.decode(stdout), err: decoder.decode(stderr) };
+}
+
+/** Runs a bash line in which `onecopy` is the CLI (so `ulimit` and redirections apply to it). */
+export function onecopySh(line: string, cwd?: string): Promise<Run> {
+  return sh(line, cwd);
 }
 
 /** Makes a FIFO (named pipe) at `path`. */
