@@ -61,7 +61,10 @@ export class Checksum {
     return this;
   }
 
-  /** Finishes and returns the hex digest. */
+  /**
+   * The hex digest of the bytes added so far. Repeatable: it finalises a copy
+   * of the state, so calling it again (or adding more bytes first) is fine.
+   */
   digest(): string {
     return hex(hashEnd(this.#code, this.#state));
   }

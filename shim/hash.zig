@@ -49,25 +49,50 @@ pub fn update(alg: Alg, area: [*]u8, bytes: []const u8) void {
 }
 
 /// Writes the digest big-endian (as the algorithms' reference tools print it); returns its length.
+/// Finalises a copy of the state, so the digest is repeatable and `update` may go on after it
+/// (sha256's `final` pads the state in place: a second call would hash the padding too).
 pub fn end(alg: Alg, area: [*]u8, out: *[digest_max]u8) usize {
     switch (alg) {
         .none => return 0,
         .sha256 => {
-            state(Sha256, area).final(out);
+            var s = state(Sha256, area).*;
+            s.final(out);
             return 32;
         },
         .xxh64 => {
-            std.mem.writeInt(u64, out[0..8], state(Xxh64, area).final(), .big);
+            var s = state(Xxh64, area).*;
+            std.mem.writeInt(u64, out[0..8], s.final(), .big);
             return 8;
         },
         .xxh3 => {
-            std.mem.writeInt(u64, out[0..8], state(Xxh3, area).final(), .big);
+            var s = state(Xxh3, area).*;
+            std.mem.writeInt(u64, out[0..8], s.final(), .big);
             return 8;
         },
         .crc32c => {
-            std.mem.writeInt(u32, out[0..4], state(Crc32c, area).final(), .big);
+            var s = state(Crc32c, area).*;
+            std.mem.writeInt(u32, out[0..4], s.final(), .big);
             return 4;
         },
+    }
+}
+
+test "end is repeatable and update may go on after it" {
+    var area: [state_size]u8 = undefined;
+    var a: [digest_max]u8 = undefined;
+    var b: [digest_max]u8 = undefined;
+    for ([_]Alg{ .sha256, .xxh64, .xxh3, .crc32c }) |alg| {
+        begin(alg, &area);
+        update(alg, &area, "hello ");
+        const n = end(alg, &area, &a);
+        try std.testing.expectEqual(n, end(alg, &area, &b));
+        try std.testing.expectEqualSlices(u8, a[0..n], b[0..n]);
+        update(alg, &area, "world");
+        _ = end(alg, &area, &a);
+        begin(alg, &area);
+        update(alg, &area, "hello world");
+        _ = end(alg, &area, &b);
+        try std.testing.expectEqualSlices(u8, b[0..n], a[0..n]);
     }
 }
 

@@ -1,7 +1,7 @@
 /** Native checksums against published vectors and independent implementations. */
 
 import assert from "node:assert/strict";
-import { Checksum } from "../mod.ts";
+import { Checksum, checksumAlgorithms } from "../mod.ts";
 import { patternBytes, sha256 } from "./helpers.ts";
 import { xxh64 } from "./xxh64_reference.ts";
 
@@ -33,4 +33,18 @@ Deno.test("an unknown algorithm is a clear TypeError", () => {
     () => new Checksum("md5" as "sha256"),
     /unknown checksum "md5" \(use sha256, xxh64, xxh3, crc32c\)/,
   );
+});
+
+Deno.test("digest() is repeatable for every algorithm, and update() may go on after it", () => {
+  const data = patternBytes(100_003, 3);
+  for (const alg of checksumAlgorithms) {
+    const sum = new Checksum(alg).update(data.subarray(0, 5000));
+    const first = sum.digest();
+    assert.equal(sum.digest(), first, `${alg}: second digest`);
+    assert.equal(sum.digest(), first, `${alg}: third digest`);
+    assert.equal(first, new Checksum(alg).update(data.subarray(0, 5000)).digest());
+    sum.update(data.subarray(5000));
+    assert.equal(sum.digest(), new Checksum(alg).update(data).digest(), `${alg}: after update`);
+  }
+  assert.equal(new Checksum("sha256").update(data).digest(), sha256(data));
 });
