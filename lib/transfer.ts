@@ -12,20 +12,42 @@ import { type Fd, waitMs } from "./fd.ts";
 
 const flags = raw.SPLICE_F_NONBLOCK | raw.SPLICE_F_MOVE;
 
-async function waitFor(fds: raw.PollRequest[]): Promise<void> {
-  await raw.pollAsync(fds, waitMs);
+/** Waits (off the event loop, at most `waitMs`) until `fd` is ready for `events`. */
+async function waitFor(fd: number, events: number): Promise<void> {
+  await raw.pollAsync([{ fd, events }], waitMs);
+}
+
+/**
+ * After splice()/tee() returned EAGAIN: waits on the side that caused it
+ * only, as Go's internal/poll/splice_linux.go waits on the socket's read or
+ * write side. Waiting on both at once returned at once whenever the other side
+ * was ready (an empty source, a destination with room): a busy loop.
+ */
+async function waitForBlockedSide(from: Fd, to: Fd): Promise<void> {
+  const [inReady, outReady] = raw.poll([
+    { fd: from.fd, events: raw.POLLIN },
+    { fd: to.fd, events: raw.POLLOUT },
+  ], 0);
+  if (!inReady) return await waitFor(from.fd, raw.POLLIN);
+  if (!outReady) return await waitFor(to.fd, raw.POLLOUT);
+  // Both ready now: the state changed since the EAGAIN; retry after a tick.
+  await new Promise((resolve) => setTimeout(resolve, 1));
 }
 
 /**
  * Moves exactly `len` bytes from `from` to `to` with splice() (one of them a
- * pipe), or fewer if `from` reaches its end. Returns the bytes moved.
+ * pipe), or fewer if `from` reaches its end. Returns the bytes moved. While
+ * one side is not ready it waits on that side, off the event loop.
  *
  * @example
  * ```ts
  * import { Fd, splice } from "@onecopy/onecopy";
+ * using file = Fd.open("/etc/hostname");
  * const [r, w] = Fd.pipe();
- * const file = Fd.open("/etc/hostname");
- * const moved = await splice(file, w, 4096); // file -> pipe
+ * const moved = await splice(file, w, 4096); // file -> pipe; fewer at end of file
+ * w.close();
+ * const text = await new Response(r.readable()).text(); // readable() closes r at the end
+ * console.log(moved === new TextEncoder().encode(text).length); // true
  * ```
  */
 export async function splice(from: Fd, to: Fd, len: number): Promise<number> {
@@ -36,7 +58,7 @@ export async function splice(from: Fd, to: Fd, len: number): Promise<number> {
       n = raw.splice(from.fd, to.fd, len - moved, flags);
     } catch (err) {
       if (!hasCode(err, "EAGAIN")) throw err;
-      await waitFor([{ fd: from.fd, events: raw.POLLIN }, { fd: to.fd, events: raw.POLLOUT }]);
+      await waitForBlockedSide(from, to);
       continue;
     }
     if (n === 0) break; // end of input
@@ -54,10 +76,14 @@ export async function splice(from: Fd, to: Fd, len: number): Promise<number> {
  *
  * @example
  * ```ts
- * import { Fd, tee } from "@onecopy/onecopy";
+ * import { Fd, splice, tee } from "@onecopy/onecopy";
+ * using file = Fd.open("/etc/hostname");
  * const [r1, w1] = Fd.pipe();
  * const [r2, w2] = Fd.pipe();
- * const copied = await tee(r1, w2, 65536);
+ * const n = await splice(file, w1, 4096);
+ * const copied = await tee(r1, w2, n); // r1 still holds its n bytes; r2 has a copy
+ * console.log(copied === n); // true
+ * for (const end of [r1, w1, r2, w2]) end.close();
  * ```
  */
 export async function tee(from: Fd, to: Fd, len: number): Promise<number> {
@@ -66,7 +92,7 @@ export async function tee(from: Fd, to: Fd, len: number): Promise<number> {
       return raw.tee(from.fd, to.fd, len, raw.SPLICE_F_NONBLOCK);
     } catch (err) {
       if (!hasCode(err, "EAGAIN")) throw err;
-      await waitFor([{ fd: from.fd, events: raw.POLLIN }, { fd: to.fd, events: raw.POLLOUT }]);
+      await waitForBlockedSide(from, to);
     }
   }
 }
@@ -81,7 +107,9 @@ export async function tee(from: Fd, to: Fd, len: number): Promise<number> {
  * ```ts
  * import { Fd, vmsplice } from "@onecopy/onecopy";
  * const [r, w] = Fd.pipe();
- * await vmsplice(w, new TextEncoder().encode("hello"));
+ * await vmsplice(w, new TextEncoder().encode("hello")); // fresh bytes, never changed after
+ * w.close();
+ * console.log(await new Response(r.readable()).text()); // hello
  * ```
  */
 export async function vmsplice(to: Fd, buf: Uint8Array): Promise<void> {
@@ -90,7 +118,7 @@ export async function vmsplice(to: Fd, buf: Uint8Array): Promise<void> {
       off += raw.vmsplice(to.fd, buf.subarray(off), raw.SPLICE_F_NONBLOCK);
     } catch (err) {
       if (!hasCode(err, "EAGAIN")) throw err;
-      await waitFor([{ fd: to.fd, events: raw.POLLOUT }]);
+      await waitFor(to.fd, raw.POLLOUT);
     }
   }
 }
