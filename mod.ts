@@ -6,11 +6,13 @@
  * ```ts
  * import { fanout } from "@onecopy/onecopy";
  *
- * // One file to two files and a TCP receiver, with a checksum of what was sent.
- * const report = await fanout("/etc/hostname", ["/tmp/a.bin", "/tmp/b.bin"], {
+ * // One file to two files, with a checksum of what was sent.
+ * const dir = await Deno.makeTempDir();
+ * const report = await fanout("/etc/hostname", [`${dir}/a.bin`, `${dir}/b.bin`], {
  *   checksum: "xxh64",
  * });
  * console.log(`${report.bytes} bytes by ${report.method}, xxh64 ${report.checksum?.hex}`);
+ * await Deno.remove(dir, { recursive: true });
  * ```
  *
  * Needs `--allow-ffi` (the shim), `--allow-env` and `--allow-read`/`--allow-write`

@@ -101,10 +101,14 @@ export interface FanoutReport {
  * @example
  * ```ts
  * import { fanout, FanoutError } from "@onecopy/onecopy";
+ * const dir = await Deno.makeTempDir();
  * try {
- *   await fanout("/etc/hostname", ["/tmp/ok.txt", "/nonexistent/dir/x"]);
+ *   await fanout("/etc/hostname", [`${dir}/ok.txt`, "/nonexistent/dir/x"]);
  * } catch (err) {
- *   if (err instanceof FanoutError) console.log(err.report.destinations);
+ *   if (!(err instanceof FanoutError)) throw err;
+ *   for (const d of err.report.destinations) console.log(d.target, d.bytes, d.error?.message);
+ * } finally {
+ *   await Deno.remove(dir, { recursive: true });
  * }
  * ```
  */
@@ -290,10 +294,12 @@ function privatePipe(size: number, owned: Owned, label: string): [number, number
  * @example
  * ```ts
  * import { fanout } from "@onecopy/onecopy";
- * const report = await fanout("/etc/hostname", ["/tmp/a.txt", "/tmp/b.txt"], {
+ * const dir = await Deno.makeTempDir();
+ * const report = await fanout("/etc/hostname", [`${dir}/a.txt`, `${dir}/b.txt`], {
  *   checksum: "xxh64",
  * });
  * console.log(report.bytes, report.method, report.checksum?.hex);
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export async function fanout(

@@ -132,8 +132,11 @@ export class Fd {
    * @example
    * ```ts
    * import { Fd } from "@onecopy/onecopy";
-   * const out = Fd.create("/tmp/onecopy-example.txt");
+   * const dir = await Deno.makeTempDir();
+   * const out = Fd.create(`${dir}/hi.txt`);
    * await ReadableStream.from([new TextEncoder().encode("hi\n")]).pipeTo(out.writable());
+   * console.log(await Deno.readTextFile(`${dir}/hi.txt`)); // hi
+   * await Deno.remove(dir, { recursive: true });
    * ```
    */
   writable(): WritableStream<Uint8Array> {
