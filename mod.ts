@@ -31,6 +31,17 @@ export {
   type SourceSpec,
 } from "./lib/fanout.ts";
 export { Fd, type FdKind, Listener } from "./lib/fd.ts";
+export {
+  type ConnectionReport,
+  type EndpointOutcome,
+  mirror,
+  type MirrorMethod,
+  type MirrorOptions,
+  MirrorServer,
+  type MirrorStats,
+  type OnLag,
+  type ShadowReport,
+} from "./lib/mirror.ts";
 export { type Method, methods, type UsedMethod } from "./lib/plan.ts";
 export { Checksum, type ChecksumAlgorithm, checksumAlgorithms } from "./lib/checksum.ts";
 export { splice, tee, vmsplice } from "./lib/transfer.ts";

@@ -1,5 +1,5 @@
 /**
- * The `onecopy` command: `tee`, `send` and `recv`.
+ * The `onecopy` command: `tee`, `send`, `recv` and `mirror`.
  *
  * ```sh
  * deno run -A jsr:@onecopy/onecopy/cli tee out.bin < in.bin > copy.bin
@@ -12,6 +12,7 @@ import { Exit, help, UsageError, version } from "./usage.ts";
 import { tee } from "./tee.ts";
 import { send } from "./send.ts";
 import { recv } from "./recv.ts";
+import { mirrorCommand } from "./mirror.ts";
 
 const encoder = new TextEncoder();
 const line = (stream: { writeSync(p: Uint8Array): number }) => (text: string) => {
@@ -48,7 +49,7 @@ export async function main(args: string[]): Promise<number> {
       return Exit.ok;
     }
     if (command === "help") return helpOf(rest);
-    const commands = { tee, send, recv } as const;
+    const commands = { tee, send, recv, mirror: mirrorCommand } as const;
     if (!(command in commands)) throw new UsageError(`unknown command '${command}'`);
     const name = command as keyof typeof commands;
     // tee parses --help itself, as GNU tee does: `tee -- --help` writes a file.

@@ -29,6 +29,7 @@ Usage:
   onecopy tee [OPTION]... [FILE]...      stdin to stdout and to every FILE (GNU tee)
   onecopy send FILE|- --to DEST [--to DEST...]
   onecopy recv --listen tcp://HOST:PORT|unix:PATH [--connections N] [--out PATH|-]
+  onecopy mirror --listen ADDR --to ADDR [--shadow ADDR]...   a mirroring proxy
   onecopy --help | --version | CMD --help | help CMD
 
 DEST is a file path, tcp://HOST:PORT or unix:PATH ('-' is stdout, except for
@@ -37,6 +38,7 @@ tee, where as in GNU tee it is a file named '-').
 Exit codes: 0 success; 1 a destination or the source failed (the others still
 got every byte); 2 usage error (1 for tee, as GNU tee); 130 interrupted
 (SIGINT); 141 tee only: an output pipe lost its reader (as SIGPIPE would).
+mirror exits 0 after SIGINT/SIGTERM has drained it.
 
 onecopy help CMD shows the help of CMD.`,
 
@@ -108,4 +110,35 @@ Options:
   -h, --help              this help
 
 The line "listening on ADDR" goes to stderr once the socket is ready.`,
+
+  mirror: `Usage: onecopy mirror --listen ADDR --to ADDR [--shadow ADDR]... [OPTIONS]
+
+A byte-level TCP/Unix mirroring proxy. Each client that connects to --listen is
+proxied to the primary (--to); its bytes also go, identical, to every shadow,
+whose replies are read and dropped. A shadow never slows the primary: each has
+its own backlog of at most --max-lag bytes. ADDR is tcp://HOST:PORT (port 0 on
+--listen picks one) or unix:PATH.
+
+Options:
+      --listen ADDR          where clients connect
+      --to ADDR              the primary; its replies go back to the client
+      --shadow ADDR          a shadow; repeat for more (at most 8)
+      --max-lag BYTES        a shadow's backlog limit (default 1M; K, M, G suffixes)
+      --on-lag MODE          disconnect: drop a shadow past --max-lag for that
+                             connection (default); block: the primary waits
+      --sample PERCENT       mirror (shadows, capture) only this share of
+                             connections, by a hash of the client address and port
+      --capture DIR          per mirrored connection, DIR/ID.c2s and DIR/ID.s2c
+                             plus a line in DIR/index.jsonl (see README)
+      --method M             auto or copy (default auto)
+      --connect-timeout S    seconds a connect() may take (default 5)
+      --drain-timeout S      on SIGINT/SIGTERM, seconds open connections get to
+                             finish before they are closed (default 10)
+      --max-connections N    served at once; more wait in the listen backlog (default 10000)
+      --json                 one JSON line per finished connection on stdout, and
+                             a summary line at exit
+  -h, --help                 this help
+
+"onecopy mirror: listening on ADDR" goes to stderr once it accepts (the real
+port when 0 was asked). SIGINT/SIGTERM: stop accepting, drain, exit 0.`,
 };

@@ -10,3 +10,5 @@ export { describeFailure } from "./fanout.ts";
 export { parseTarget } from "./addr.ts";
 export { errnoText, hasCode } from "../ffi/errors.ts";
 export { F_GETFL, fcntl, O_RDWR, statx } from "../ffi/raw.ts";
+export { parseBytes } from "./mirror.ts";
+export { raiseFileLimit } from "../ffi/mirror.ts";
