@@ -15,8 +15,9 @@
  * await Deno.remove(dir, { recursive: true });
  * ```
  *
- * Needs `--allow-ffi` (the shim), `--allow-env` and `--allow-read`/`--allow-write`
- * (its cache file, the files you send), and `--allow-net` only to resolve host names.
+ * Needs `--allow-ffi` (the shim), `--allow-env=HOME,XDG_CACHE_HOME` and
+ * `--allow-read`/`--allow-write` on its cache directory, and `--allow-net` only to
+ * resolve host names. What is missing is reported in one message listing the flags.
  *
  * @module
  */

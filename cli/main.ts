@@ -13,6 +13,8 @@ import { tee } from "./tee.ts";
 import { send } from "./send.ts";
 import { recv } from "./recv.ts";
 import { mirrorCommand } from "./mirror.ts";
+import { library } from "../ffi/load.ts";
+import { PermissionError } from "../ffi/permissions.ts";
 
 const encoder = new TextEncoder();
 const line = (stream: { writeSync(p: Uint8Array): number }) => (text: string) => {
@@ -57,6 +59,8 @@ export async function main(args: string[]): Promise<number> {
       out(help[name]);
       return Exit.ok;
     }
+    // Load the shim first: a missing permission is then one message, before any file is opened.
+    if (!rest.some((a) => a === "--help" || a === "--version")) library();
     return await commands[name](rest, out, err);
   } catch (e) {
     if (e instanceof UsageError) {
@@ -66,7 +70,8 @@ export async function main(args: string[]): Promise<number> {
       return command === "tee" ? Exit.failed : Exit.usage;
     }
     if (e instanceof DOMException && e.name === "AbortError") return Exit.interrupted;
-    err(`onecopy: ${e instanceof Error ? e.message : String(e)}`);
+    if (e instanceof PermissionError) err(e.message); // it starts with "onecopy needs"
+    else err(`onecopy: ${e instanceof Error ? e.message : String(e)}`);
     return Exit.failed;
   }
 }

@@ -2,12 +2,17 @@
  * Loads libonecopy. In order: the path in `ONECOPY_SHIM`; else the bytes
  * embedded in ffi/shim_<arch>.generated.ts, written once to a per-user cache
  * file named by their hash (temp file + rename, so concurrent loaders are
- * safe; a corrupt cache file is replaced), then `Deno.dlopen`.
+ * safe; a corrupt cache file is replaced), then `Deno.dlopen`. Without a cache
+ * directory we can trust (HOME/XDG_CACHE_HOME unreadable, or the directory is
+ * someone else's or writable by others) the library is written to a private
+ * temp directory, opened, and the directory removed at once (the mapping stays).
+ * The permissions this needs are checked first, all at once (ffi/permissions.ts).
  *
  * @module
  */
 
 import { type ShimSymbols, symbols } from "./symbols.ts";
+import { granted, loaderNeeds, PermissionError, requirePermissions } from "./permissions.ts";
 import * as x86_64 from "./shim_x86_64.generated.ts";
 import * as aarch64 from "./shim_aarch64.generated.ts";
 
@@ -15,12 +20,10 @@ const embedded: Record<string, { sha256: string; base64: string }> = { x86_64, a
 
 let loaded: Deno.DynamicLibrary<typeof symbols> | undefined;
 
+/** An environment variable, or undefined without permission to read it (never prompts). */
 function env(name: string): string | undefined {
-  try {
-    return Deno.env.get(name);
-  } catch {
-    return undefined; // no --allow-env: behave as if unset
-  }
+  if (!granted({ name: "env", variable: name })) return undefined;
+  return Deno.env.get(name);
 }
 
 // Plain loops: these run once, before the JIT, where Uint8Array.from() with a
@@ -40,10 +43,44 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-/** The directory for the cached shared library. */
-export function cacheDir(): string {
+/** The per-user cache directory, or undefined when HOME/XDG_CACHE_HOME cannot be read. */
+export function cacheDir(): string | undefined {
   const base = env("XDG_CACHE_HOME") || (env("HOME") ? `${env("HOME")}/.cache` : undefined);
-  return `${base ?? Deno.makeTempDirSync({ prefix: "onecopy-" })}/onecopy`;
+  return base && `${base}/onecopy`;
+}
+
+/** Where private directories go: the one `Deno.makeTempDir()` would use. */
+function tempBase(): string {
+  return env("TMPDIR") || "/tmp";
+}
+
+/** The cache file's name: the library's hash, so versions never collide. */
+function libraryName(): string {
+  return `libonecopy-${embedded[supportedArch()].sha256.slice(0, 16)}.so`;
+}
+
+/**
+ * Whether `dir` (created 0700 if missing) may hold the library: a directory,
+ * not a symlink, ours, writable by nobody else. Anyone else who can write there
+ * could swap the library between our check of its bytes and `dlopen()`.
+ * Ownership is told by a probe file we create there (no --allow-sys needed).
+ */
+export function trustedDir(dir: string): boolean {
+  try {
+    Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const info = Deno.lstatSync(dir);
+    if (!info.isDirectory || info.isSymlink || (info.mode ?? 0o777) & 0o022) return false;
+    const probe = Deno.makeTempFileSync({ dir, prefix: ".owner-" });
+    try {
+      if (Deno.lstatSync(probe).uid !== info.uid) return false;
+    } finally {
+      Deno.removeSync(probe);
+    }
+    if ((info.mode ?? 0) & 0o077) Deno.chmodSync(dir, 0o700); // made by an older version
+    return true;
+  } catch {
+    return false; // cannot create or inspect it: not a place to load code from
+  }
 }
 
 /** Throws unless this platform has an embedded shim; returns its arch name. */
@@ -60,14 +97,13 @@ export function supportedArch(os: string = Deno.build.os, arch: string = Deno.bu
  * Writes the embedded library for this arch to the cache (unless an identical
  * file is there already) and returns its path.
  */
-export function cachedLibraryPath(dir = cacheDir()): string {
-  const { sha256, base64 } = embedded[supportedArch()];
-  const bytes = decode(base64);
-  const path = `${dir}/libonecopy-${sha256.slice(0, 16)}.so`;
+export function cachedLibraryPath(dir: string): string {
+  const bytes = decode(embedded[supportedArch()].base64);
+  const path = `${dir}/${libraryName()}`;
   try {
     if (sameBytes(Deno.readFileSync(path), bytes)) return path;
   } catch { /* missing: write it */ }
-  Deno.mkdirSync(dir, { recursive: true });
+  Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const tmp = `${path}.${Deno.pid}.${crypto.randomUUID()}.tmp`;
   try {
     Deno.writeFileSync(tmp, bytes, { mode: 0o644 });
@@ -86,15 +122,51 @@ export function shim(): ShimSymbols {
   return library().symbols;
 }
 
+/**
+ * Writes the library into a fresh private directory (0700) under `base`,
+ * opens it and removes the directory at once: nothing is left behind, and
+ * the open mapping does not need the file.
+ */
+function loadPrivately(base: string): Deno.DynamicLibrary<typeof symbols> {
+  const dir = Deno.makeTempDirSync({ dir: base, prefix: "onecopy-" });
+  try {
+    const path = `${dir}/${libraryName()}`;
+    Deno.writeFileSync(path, decode(embedded[supportedArch()].base64), { mode: 0o600 });
+    return Deno.dlopen(path, symbols);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+}
+
+const envHint = "with --allow-env=HOME,XDG_CACHE_HOME the shim is cached in ~/.cache/onecopy " +
+  "instead of unpacked on every run";
+
+/** Opens the library from where it should come from; permissions are checked first. */
+function open(): Deno.DynamicLibrary<typeof symbols> {
+  const override = env("ONECOPY_SHIM");
+  if (override) {
+    requirePermissions(loaderNeeds(override));
+    return Deno.dlopen(override, symbols);
+  }
+  const dir = cacheDir();
+  if (dir) {
+    requirePermissions(loaderNeeds(`${dir}/${libraryName()}`, { path: dir, read: true }));
+    if (trustedDir(dir)) return Deno.dlopen(cachedLibraryPath(dir), symbols);
+  }
+  const base = tempBase();
+  requirePermissions(loaderNeeds(`${base}/`, { path: base, read: false }), dir ? "" : envHint);
+  return loadPrivately(base);
+}
+
 /** Loads (once) and returns the shim library. */
 export function library(): Deno.DynamicLibrary<typeof symbols> {
   if (loaded) return loaded;
-  let path = env("ONECOPY_SHIM");
   try {
-    path ??= cachedLibraryPath();
-    loaded = Deno.dlopen(path, symbols);
+    loaded = open();
   } catch (cause) {
-    const where = path ? ` from ${path}` : "";
+    if (cause instanceof PermissionError) throw cause; // already says what to do
+    const override = env("ONECOPY_SHIM");
+    const where = override ? ` from ${override}` : "";
     throw new Error(`onecopy: cannot load the native shim${where}: ${message(cause)}`, { cause });
   }
   return loaded;

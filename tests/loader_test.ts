@@ -66,3 +66,106 @@ Deno.test("an unsupported platform gets one clear error naming it", () => {
   );
   assert.throws(() => supportedArch("linux", "riscv64"), /this is linux\/riscv64/);
 });
+
+/** A child that loads the shim and prints the path the library is mapped from. */
+const whereLoaded = `import { library } from "${root}ffi/load.ts";
+import * as raw from "${root}ffi/raw.ts";
+library();
+const fd = raw.open("/proc/self/maps", raw.O_RDONLY); // the shim's open: no --allow-read needed
+const buf = new Uint8Array(1 << 20);
+let text = "";
+for (let n; (n = raw.read(fd, buf)) > 0;) text += new TextDecoder().decode(buf.subarray(0, n));
+raw.close(fd);
+console.log(text.split("\\n").find((l) => l.includes("libonecopy"))?.split(/\\s+/).slice(5).join(" "));
+`;
+
+async function loadWith(flags: string[], env: Record<string, string>) {
+  using dir = tempDir();
+  const script = `${dir.path}/where.ts`;
+  Deno.writeTextFileSync(script, whereLoaded);
+  const out = await runDeno(["run", "--quiet", "--no-prompt", ...flags, script], { env });
+  return { ...out, stdout: decoder.decode(out.stdout).trim(), stderr: decoder.decode(out.stderr) };
+}
+
+/** The flags a PermissionError message asks for. */
+function askedFlags(stderr: string): string[] {
+  const m = stderr.match(/run again with (.*?) \(or -A\)/);
+  assert.ok(m, `no permission message in: ${stderr}`);
+  return m[1].split(" ");
+}
+
+Deno.test("every missing permission is named in one message; with those flags it runs, leaving nothing", async () => {
+  using tmp = tempDir(); // TMPDIR: where a private copy would go
+  const env = { TMPDIR: tmp.path };
+  const none = await loadWith([], env);
+  assert.notEqual(none.code, 0);
+  assert.deepEqual(askedFlags(none.stderr), ["--allow-ffi", "--allow-write=/tmp"]);
+  assert.match(none.stderr, /--allow-env=HOME,XDG_CACHE_HOME the shim is cached/);
+  assert.equal(none.stderr.match(/needs permissions/g)?.length, 1, "one message");
+
+  const envOnly = await loadWith(["--allow-env=TMPDIR"], env);
+  const flags = askedFlags(envOnly.stderr);
+  assert.deepEqual(flags, ["--allow-ffi", `--allow-write=${tmp.path}`]);
+  const ok = await loadWith(["--allow-env=TMPDIR", ...flags], env);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(
+    ok.stdout,
+    new RegExp(`^${tmp.path}/onecopy-\\w+/libonecopy-\\w+\\.so \\(deleted\\)$`),
+  );
+  assert.deepEqual([...Deno.readDirSync(tmp.path)], [], "the private directory is gone");
+});
+
+Deno.test("with --allow-env the cache's read/write flags are asked for; the cache dir is 0700", async () => {
+  using cache = tempDir();
+  using tmp = tempDir();
+  const env = { XDG_CACHE_HOME: cache.path, TMPDIR: tmp.path };
+  const first = await loadWith(["--allow-env"], env);
+  const dir = `${cache.path}/onecopy`;
+  const flags = askedFlags(first.stderr);
+  assert.deepEqual(flags, ["--allow-ffi", `--allow-read=${dir}`, `--allow-write=${dir}`]);
+  const ok = await loadWith(["--allow-env", ...flags], env);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stdout, new RegExp(`^${dir}/libonecopy-\\w+\\.so$`));
+  assert.equal(Deno.statSync(dir).mode! & 0o777, 0o700);
+  assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name.replace(/-\w+\.so$/, "")), [
+    "libonecopy",
+  ]);
+  assert.deepEqual([...Deno.readDirSync(tmp.path)], []);
+});
+
+Deno.test("a cache dir writable by others, or someone else's, is not loaded from", async () => {
+  using cache = tempDir();
+  using tmp = tempDir();
+  const dir = `${cache.path}/onecopy`;
+  Deno.mkdirSync(dir);
+  const planted = cachedLibraryPath(dir); // the genuine bytes: only the place is wrong
+  const env = { XDG_CACHE_HOME: cache.path, TMPDIR: tmp.path };
+  const cases: [string, () => void][] = [["writable by others", () => Deno.chmodSync(dir, 0o777)]];
+  if (Deno.uid() === 0) {
+    cases.push(["owned by nobody", () => {
+      Deno.chmodSync(dir, 0o755);
+      Deno.chownSync(dir, 65534, 65534);
+    }]);
+  }
+  for (const [what, make] of cases) {
+    make();
+    const out = await loadWith(["--allow-all"], env);
+    assert.equal(out.code, 0, out.stderr);
+    assert.match(out.stdout, new RegExp(`^${tmp.path}/onecopy-\\w+/`), `${what}: private copy`);
+    assert.ok(!out.stdout.startsWith(planted), what);
+    assert.deepEqual([...Deno.readDirSync(tmp.path)], [], `${what}: nothing left`);
+  }
+});
+
+Deno.test("the CLI without permissions: one line naming the flags, exit 1, no file touched", async () => {
+  using dir = tempDir();
+  const out = await runDeno(
+    ["run", "--quiet", "--no-prompt", `${root}cli/main.ts`, "tee", `${dir.path}/out`],
+    { stdin: "null" },
+  );
+  const stderr = decoder.decode(out.stderr);
+  assert.equal(out.code, 1);
+  assert.match(stderr, /^onecopy needs permissions it was not given: run again with --allow-ffi /);
+  assert.equal(stderr.trim().split("\n").length, 1, stderr);
+  assert.deepEqual([...Deno.readDirSync(dir.path)], [], "the output file was not created");
+});
