@@ -13,8 +13,7 @@ import { tee } from "./tee.ts";
 import { send } from "./send.ts";
 import { recv } from "./recv.ts";
 import { mirrorCommand } from "./mirror.ts";
-import { library } from "../ffi/load.ts";
-import { PermissionError } from "../ffi/permissions.ts";
+import { loadShim, PermissionError } from "../lib/internal.ts";
 
 const encoder = new TextEncoder();
 const line = (stream: { writeSync(p: Uint8Array): number }) => (text: string) => {
@@ -60,7 +59,7 @@ export async function main(args: string[]): Promise<number> {
       return Exit.ok;
     }
     // Load the shim first: a missing permission is then one message, before any file is opened.
-    if (!rest.some((a) => a === "--help" || a === "--version")) library();
+    if (!rest.some((a) => a === "--help" || a === "--version")) loadShim();
     return await commands[name](rest, out, err);
   } catch (e) {
     if (e instanceof UsageError) {

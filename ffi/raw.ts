@@ -10,7 +10,7 @@
  * @module
  */
 
-import { shim } from "./load.ts";
+import { library, shim } from "./load.ts";
 import { check } from "./errors.ts";
 
 export const O_RDONLY = 0;
@@ -105,6 +105,11 @@ export function cString(s: string): Uint8Array {
 
 function bytesOf(view: ArrayBufferView): Uint8Array {
   return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+}
+
+/** Loads the shim now rather than at the first call: a missing permission surfaces here. */
+export function loadShim(): void {
+  library();
 }
 
 /** pipe2(2): returns `[readFd, writeFd]`. */

@@ -12,3 +12,5 @@ export { errnoText, hasCode } from "../ffi/errors.ts";
 export { F_GETFL, fcntl, O_RDWR, statx } from "../ffi/raw.ts";
 export { parseBytes } from "./mirror.ts";
 export { raiseFileLimit } from "../ffi/mirror.ts";
+export { loadShim } from "../ffi/raw.ts";
+export { PermissionError } from "../ffi/permissions.ts";
