@@ -35,6 +35,15 @@ function seconds(flag: string, value: string | undefined): number | undefined {
   return n;
 }
 
+function whole(flag: string, value: string | undefined, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || n < 1 || n > max) {
+    throw new UsageError(`--${flag} wants a whole number from 1 to ${max}, not '${value}'`);
+  }
+  return n;
+}
+
 /** Checks the flags and turns them into `MirrorOptions` (without callbacks). */
 export function mirrorOptions(args: string[]): MirrorOptions & { json: boolean } {
   const { values } = parse({
@@ -52,6 +61,7 @@ export function mirrorOptions(args: string[]): MirrorOptions & { json: boolean }
       "connect-timeout": { type: "string" },
       "drain-timeout": { type: "string" },
       "max-connections": { type: "string" },
+      threads: { type: "string" },
       json: { type: "boolean" },
     },
   });
@@ -97,14 +107,8 @@ export function mirrorOptions(args: string[]): MirrorOptions & { json: boolean }
   }
   options.connectTimeout = seconds("connect-timeout", values["connect-timeout"]);
   options.drainTimeout = seconds("drain-timeout", values["drain-timeout"]);
-  const max = values["max-connections"];
-  if (max !== undefined) {
-    const n = Number(max);
-    if (!/^\d+$/.test(max.trim()) || !Number.isSafeInteger(n) || n < 1) {
-      throw new UsageError(`--max-connections wants a whole number from 1 up, not '${max}'`);
-    }
-    options.maxConnections = n;
-  }
+  options.maxConnections = whole("max-connections", values["max-connections"], 1e9);
+  options.threads = whole("threads", values.threads, 64);
   return options;
 }
 

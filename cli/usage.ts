@@ -135,6 +135,8 @@ Options:
       --drain-timeout S      on SIGINT/SIGTERM, seconds open connections get to
                              finish before they are closed (default 10)
       --max-connections N    served at once; more wait in the listen backlog (default 10000)
+      --threads N            event loops (threads) sharing the listener (default:
+                             the number of CPUs, at most 4)
       --json                 one JSON line per finished connection on stdout, and
                              a summary line at exit
   -h, --help                 this help

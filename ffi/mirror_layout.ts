@@ -11,7 +11,7 @@ export const MAX_SHADOWS = 8;
 
 /** `struct Loop`. */
 export const LOOP = {
-  size: 1264,
+  size: 1280,
   fields: {
     epoll_fd: [0, "i32"],
     listen_fd: [4, "i32"],
@@ -44,6 +44,8 @@ export const LOOP = {
     bytes_out: [168, "u64"],
     accept_errors: [176, "u64"],
     targets: [184, "u32"],
+    id_base: [1264, "u64"],
+    id_step: [1272, "u64"],
   },
 } as const;
 

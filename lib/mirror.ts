@@ -73,6 +73,11 @@ export interface MirrorOptions {
   shadowGrace?: number;
   /** Connections served at once; more clients wait in the listen backlog. Default 10000. */
   maxConnections?: number;
+  /**
+   * Event loops, each on its own thread, sharing the listener (a connection
+   * stays on the loop that accepted it). Default: the number of CPUs, at most 4.
+   */
+  threads?: number;
   /** Called for each finished connection. */
   onConnection?: (report: ConnectionReport) => void;
 }
@@ -155,6 +160,11 @@ export interface MirrorStats {
  */
 export const MIRROR_METHODS: Record<MirrorMethod, "copy"> = { auto: "copy", copy: "copy" };
 
+/** One loop per CPU, at most 4: each loop is one thread moving bytes. */
+function defaultThreads(): number {
+  return Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1));
+}
+
 const MiB = 1 << 20;
 const window = 256 * 1024;
 const reportCap = 256;
@@ -204,6 +214,11 @@ function checkOptions(o: MirrorOptions): void {
   positive("drainTimeout", o.drainTimeout);
   positive("shadowGrace", o.shadowGrace);
   positive("maxConnections", o.maxConnections, 1);
+  if (
+    o.threads !== undefined && !(Number.isInteger(o.threads) && o.threads >= 1 && o.threads <= 64)
+  ) {
+    throw new TypeError(`threads must be a whole number from 1 to 64, not ${o.threads}`);
+  }
   if (o.maxConnections !== undefined && !Number.isInteger(o.maxConnections)) {
     throw new TypeError(`maxConnections must be a whole number, not ${o.maxConnections}`);
   }
@@ -226,6 +241,35 @@ async function targetAddress(url: string): Promise<{ addr: Uint8Array; tcp: bool
   throw new TypeError(`${url}: not a tcp:// or unix: address`);
 }
 
+/** One event loop of the engine: its shared structs, wake fd and batch driver. */
+class EventLoop {
+  readonly bytes = new Uint8Array(LOOP.size);
+  readonly reports = new Uint8Array(REPORT.size * reportCap);
+  readonly view = new StructView(this.bytes, 0, LOOP);
+  readonly wake = new Fd(raw.eventfd(), { owned: true, label: "mirror wake eventfd" });
+  running?: Promise<void>;
+  released = false;
+
+  /** Writes the wake eventfd: the loop returns from its batch at once. */
+  poke(): void {
+    try {
+      raw.write(this.wake.fd, new Uint8Array(new BigUint64Array([1n]).buffer));
+    } catch { /* the counter is full: the loop is being woken anyway */ }
+  }
+
+  /** Closes what this loop holds; the engine's state first. Safe twice. */
+  release(): void {
+    if (!this.released && this.view.get("state") !== 0) mirrorRelease(this.bytes);
+    this.released = true;
+    this.wake.close();
+  }
+}
+
+/** Sum of a counter over the loops. */
+function total(loops: EventLoop[], field: keyof typeof LOOP.fields): number {
+  return loops.reduce((sum, l) => sum + l.view.get(field), 0);
+}
+
 /**
  * A running mirror. `close()` stops accepting, lets open connections finish
  * for up to `drainTimeout` seconds, then closes the rest.
@@ -235,15 +279,13 @@ export class MirrorServer {
   readonly url: string;
   /** The data path that runs (`auto` resolved). */
   readonly method: "copy";
+  /** How many event loops (threads) serve connections. */
+  readonly threads: number;
   readonly #options: MirrorOptions;
   readonly #listener: Listener;
-  readonly #loopBytes = new Uint8Array(LOOP.size);
-  readonly #reportBytes = new Uint8Array(REPORT.size * reportCap);
-  readonly #loop = new StructView(this.#loopBytes, 0, LOOP);
-  readonly #wake: Fd;
+  readonly #loops: EventLoop[] = [];
   readonly #captureDir?: Fd;
   readonly #index?: Fd;
-  readonly #running: Promise<void>;
   #closing?: Promise<MirrorStats>;
   #error?: Error;
 
@@ -258,62 +300,63 @@ export class MirrorServer {
     this.#listener = listener;
     this.url = listener.url;
     this.method = MIRROR_METHODS[options.method ?? "auto"];
-    this.#wake = new Fd(raw.eventfd(), { owned: true, label: "mirror wake eventfd" });
+    this.threads = options.threads ?? defaultThreads();
     this.#captureDir = capture?.dir;
     this.#index = capture?.index;
-    const L = this.#loop;
-    L.set("epoll_fd", -1);
-    L.set("listen_fd", listener.fd.fd);
-    L.set("wake_fd", this.#wake.fd);
-    L.set("capture_dir", capture ? capture.dir.fd : -1);
-    L.set("ntargets", targets.length);
-    L.set("on_lag", OnLagCode[options.onLag ?? "disconnect"]);
-    L.set("sample_bp", Math.round((options.sample ?? 100) * 100));
-    L.set("max_conns", options.maxConnections ?? 10000);
-    L.set("accepting", 1);
-    L.set("report_cap", reportCap);
-    L.set("listen_tcp", listener.url.startsWith("tcp:") ? 1 : 0);
-    L.set("max_lag", options.maxLag ?? MiB);
-    L.set("window", window);
-    L.set("connect_timeout_ns", Math.round((options.connectTimeout ?? 5) * 1e9));
-    L.set("grace_ns", Math.round((options.shadowGrace ?? 5) * 1e9));
-    L.set("budget_ns", budgetNs);
-    targets.forEach((t, k) => {
-      const at = LOOP.fields.targets[0] + k * TARGET.size;
-      this.#loopBytes.set(t.addr, at);
-      new DataView(this.#loopBytes.buffer).setUint32(
-        at + TARGET.fields.len[0],
-        t.addr.length,
-        true,
-      );
-      new DataView(this.#loopBytes.buffer).setUint32(
-        at + TARGET.fields.tcp[0],
-        t.tcp ? 1 : 0,
-        true,
-      );
-    });
+    const maxConns = options.maxConnections ?? 10000;
     try {
-      mirrorInit(this.#loopBytes);
+      for (let k = 0; k < this.threads; k++) {
+        const loop = new EventLoop();
+        this.#loops.push(loop);
+        const L = loop.view;
+        L.set("epoll_fd", -1);
+        L.set("listen_fd", listener.fd.fd);
+        L.set("wake_fd", loop.wake.fd);
+        L.set("capture_dir", capture ? capture.dir.fd : -1);
+        L.set("ntargets", targets.length);
+        L.set("on_lag", OnLagCode[options.onLag ?? "disconnect"]);
+        L.set("sample_bp", Math.round((options.sample ?? 100) * 100));
+        // The limit is split between the loops (each has its own table).
+        L.set("max_conns", Math.max(1, Math.ceil(maxConns / this.threads)));
+        L.set("accepting", 1);
+        L.set("report_cap", reportCap);
+        L.set("listen_tcp", listener.url.startsWith("tcp:") ? 1 : 0);
+        L.set("max_lag", options.maxLag ?? MiB);
+        L.set("window", window);
+        L.set("connect_timeout_ns", Math.round((options.connectTimeout ?? 5) * 1e9));
+        L.set("grace_ns", Math.round((options.shadowGrace ?? 5) * 1e9));
+        L.set("budget_ns", budgetNs);
+        L.set("id_base", k + 1);
+        L.set("id_step", this.threads);
+        const view = new DataView(loop.bytes.buffer);
+        targets.forEach((t, i) => {
+          const at = LOOP.fields.targets[0] + i * TARGET.size;
+          loop.bytes.set(t.addr, at);
+          view.setUint32(at + TARGET.fields.len[0], t.addr.length, true);
+          view.setUint32(at + TARGET.fields.tcp[0], t.tcp ? 1 : 0, true);
+        });
+        mirrorInit(loop.bytes);
+      }
     } catch (err) {
-      this.#wake.close();
+      for (const loop of this.#loops) loop.release();
       throw err;
     }
-    this.#running = this.#run();
+    for (const loop of this.#loops) loop.running = this.#run(loop);
   }
 
-  /** The counters so far. */
+  /** The counters so far, summed over the loops. */
   stats(): MirrorStats {
-    const L = this.#loop;
+    const loops = this.#loops;
     return {
-      accepted: L.get("accepted"),
-      active: L.get("active"),
-      closed: L.get("closed"),
-      primaryFailed: L.get("primary_failed"),
-      shadowsDropped: L.get("shadow_dropped"),
-      shadowsFailed: L.get("shadow_failed"),
-      bytesIn: L.get("bytes_in"),
-      bytesOut: L.get("bytes_out"),
-      acceptErrors: L.get("accept_errors"),
+      accepted: total(loops, "accepted"),
+      active: total(loops, "active"),
+      closed: total(loops, "closed"),
+      primaryFailed: total(loops, "primary_failed"),
+      shadowsDropped: total(loops, "shadow_dropped"),
+      shadowsFailed: total(loops, "shadow_failed"),
+      bytesIn: total(loops, "bytes_in"),
+      bytesOut: total(loops, "bytes_out"),
+      acceptErrors: total(loops, "accept_errors"),
     };
   }
 
@@ -332,17 +375,21 @@ export class MirrorServer {
   }
 
   async #close(): Promise<MirrorStats> {
-    this.#loop.set("accepting", 0);
-    this.#poke();
+    for (const loop of this.#loops) {
+      loop.view.set("accepting", 0);
+      loop.poke();
+    }
     const deadline = Date.now() + (this.#options.drainTimeout ?? 10) * 1000;
-    while (this.#loop.get("active") > 0 && !this.#error && Date.now() < deadline) {
+    while (this.stats().active > 0 && !this.#error && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 20));
     }
-    this.#loop.set("abort", 1);
-    this.#poke();
-    await this.#running;
-    mirrorRelease(this.#loopBytes);
+    for (const loop of this.#loops) {
+      loop.view.set("abort", 1);
+      loop.poke();
+    }
+    await Promise.all(this.#loops.map((l) => l.running));
     const stats = this.stats();
+    for (const loop of this.#loops) loop.release();
     const path = this.#listener.url.startsWith("unix:") ? this.#listener.url.slice(5) : undefined;
     this.#listener.close();
     if (path) {
@@ -350,36 +397,29 @@ export class MirrorServer {
         Deno.removeSync(path); // the socket file would make the next listen fail
       } catch { /* gone already, or no permission */ }
     }
-    this.#wake.close();
     this.#index?.close();
     this.#captureDir?.close();
     if (this.#error) throw this.#error;
     return stats;
   }
 
-  #poke(): void {
-    try {
-      raw.write(this.#wake.fd, new Uint8Array(new BigUint64Array([1n]).buffer));
-    } catch { /* the counter is full: the loop is being woken anyway */ }
-  }
-
-  async #run(): Promise<void> {
+  async #run(loop: EventLoop): Promise<void> {
     for (;;) {
-      const status = await mirrorRun(this.#loopBytes, this.#reportBytes);
-      this.#takeReports();
+      const status = await mirrorRun(loop.bytes, loop.reports);
+      this.#takeReports(loop);
       if (status === MirrorStatus.done) return;
       if (status === MirrorStatus.failed) {
-        this.#error = new OnecopyError("epoll_wait", this.#loop.get("err"), "mirror");
+        this.#error = new OnecopyError("epoll_wait", loop.view.get("err"), "mirror");
         return;
       }
     }
   }
 
-  #takeReports(): void {
-    const n = this.#loop.get("nreports");
-    this.#loop.set("nreports", 0);
+  #takeReports(loop: EventLoop): void {
+    const n = loop.view.get("nreports");
+    loop.view.set("nreports", 0);
     for (let k = 0; k < n; k++) {
-      const report = this.#report(k);
+      const report = this.#report(loop.reports, k);
       if (this.#index && report.capture) this.#writeIndex(report);
       try {
         this.#options.onConnection?.(report);
@@ -391,16 +431,16 @@ export class MirrorServer {
     }
   }
 
-  #report(k: number): ConnectionReport {
+  #report(reports: Uint8Array, k: number): ConnectionReport {
     const base = k * REPORT.size;
-    const view = new DataView(this.#reportBytes.buffer, base, REPORT.size);
+    const view = new DataView(reports.buffer, base, REPORT.size);
     const f = REPORT.fields;
     const outcome = (code: number): EndpointOutcome =>
       code === 0 ? "skipped" : OUTCOMES[code] as EndpointOutcome;
     const error = (errno: number) => (errno ? { error: errnoName(errno) } : {});
     const id = u64(view, f.id[0]);
     const addrLen = view.getUint32(f.addr_len[0], true);
-    const addr = this.#reportBytes.slice(base + f.addr[0], base + f.addr[0] + addrLen);
+    const addr = reports.slice(base + f.addr[0], base + f.addr[0] + addrLen);
     const mirrored = view.getUint32(f.mirrored[0], true) === 1;
     const shadows = (this.#options.shadows ?? []).map((target, s) => ({
       target,

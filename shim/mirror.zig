@@ -117,6 +117,10 @@ pub const Loop = extern struct {
     bytes_out: u64,
     accept_errors: u64,
     targets: [1 + max_shadows]Target,
+    /// Connection ids are id_base, id_base + id_step, …: loops that share a
+    /// listener (one per core) number their connections apart.
+    id_base: u64,
+    id_step: u64,
 };
 
 /// One finished connection, as TypeScript reads it.
@@ -230,7 +234,7 @@ const State = struct {
     /// Connections in use, finished ones included (a slot is taken until reported).
     used: u32 = 0,
     listening: bool = false,
-    next_id: u64 = 1,
+    next_id: u64 = 0,
     next_sweep: u64 = 0,
     first_report_at: u64 = 0,
     accept_pause_until: u64 = 0,
@@ -246,6 +250,7 @@ const EPOLLERR: u32 = 0x8;
 const EPOLLHUP: u32 = 0x10;
 const EPOLLRDHUP: u32 = 0x2000;
 const EPOLLET: u32 = 1 << 31;
+const EPOLLEXCLUSIVE: u32 = 1 << 28;
 const EPOLL_CTL_ADD: usize = 1;
 const EPOLL_CTL_DEL: usize = 2;
 const O_CLOEXEC: u32 = 0o2000000;
@@ -758,7 +763,7 @@ fn newConn(L: *Loop, st: *State, fd: i32, addr: []const u8) void {
     st.used += 1;
     L.active += 1;
     L.accepted += 1;
-    c.id = st.next_id;
+    c.id = L.id_base + st.next_id * L.id_step;
     st.next_id += 1;
     c.start_ns = realtimeNs();
     c.addr_len = @intCast(@min(addr.len, c.addr.len));
@@ -810,7 +815,8 @@ fn updateListener(L: *Loop, st: *State, now: u64) void {
     const want = L.accepting != 0 and L.abort == 0 and st.used < L.max_conns and now >= st.accept_pause_until;
     if (want == st.listening) return;
     if (want) {
-        if (epollAdd(L.epoll_fd, L.listen_fd, EPOLLIN, tag_listener) < 0) return;
+        // Exclusive: of the loops that share this listener, one is woken per client.
+        if (epollAdd(L.epoll_fd, L.listen_fd, EPOLLIN | EPOLLEXCLUSIVE, tag_listener) < 0) return;
     } else {
         _ = sys.call(.epoll_ctl, .{ sys.arg(L.epoll_fd), EPOLL_CTL_DEL, sys.arg(L.listen_fd), 0 });
     }
@@ -896,6 +902,7 @@ fn closeAll(L: *Loop, st: *State) void {
 pub export fn oc_mirror_init(L: *Loop) isize {
     if (L.ntargets < 1 or L.ntargets > 1 + max_shadows or L.max_conns == 0) return sys.fail(.INVAL);
     if (L.window == 0 or L.window & (L.window - 1) != 0 or L.report_cap == 0) return sys.fail(.INVAL);
+    if (L.id_step == 0) return sys.fail(.INVAL);
     const n: usize = L.max_conns;
     const len = std.mem.alignForward(usize, @sizeOf(State) + n * @sizeOf(Conn) + n * 4 + scratch_size + 64, 4096);
     const mem = mmapAnon(len);

@@ -432,7 +432,10 @@ Deno.test("onecopy mirror: bad arguments are one-line errors with exit 2", async
     ["--listen", "tcp://127.0.0.1:0", "--to", "tcp://127.0.0.1:9", "--method", "fast"],
     ["--listen", "tcp://127.0.0.1:0", "--to", "tcp://127.0.0.1:9", "--drain-timeout", "-1"],
     ["--listen", "tcp://127.0.0.1:0", "--to", "tcp://127.0.0.1:9", "--max-connections", "0"],
+    ["--listen", "tcp://127.0.0.1:0", "--to", "tcp://127.0.0.1:9", "--threads", "0"],
     ["--listen", "tcp://127.0.0.1:0", "--to", "tcp://127.0.0.1:9", "--frobnicate"],
+    ["--listen", "unix:", "--to", "tcp://127.0.0.1:9"],
+    ["--listen", "tcp://127.0.0.1:0", "--to", "tcp://127.0.0.1:9", "--shadow", "/tmp/file"],
   ];
   await Promise.all(cases.map(async (args) => {
     const out = await new Deno.Command(Deno.execPath(), {
