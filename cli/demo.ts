@@ -2,8 +2,9 @@
  * `deno task demo`: onecopy's main job on generated data. One generated file
  * is fanned out with the library to files, a TCP receiver and consumer
  * processes (cat reading FIFOs), once per method; then with the CLI,
- * `onecopy send` to two `onecopy recv` processes and two files. Every copy is
- * verified afterwards, off the clock.
+ * `onecopy send` to two `onecopy recv` processes and two files; and
+ * `onecopy mirror` between `onecopy send` and a primary and a shadow (two
+ * `onecopy recv`). Every copy is verified afterwards, off the clock.
  *
  * @module
  */
@@ -110,6 +111,84 @@ async function cliDemo(dir: string, want: string) {
   if (!ok) throw new Error("the CLI fan-out delivered different bytes");
 }
 
+/**
+ * The mirror: `onecopy send` (the client) -> `onecopy mirror` -> two `onecopy recv`
+ * processes, one the primary and one the shadow. Both must hold the input, byte for byte.
+ */
+async function mirrorDemo(dir: string, want: string) {
+  const primary = await recvProcess(`${dir}/primary.bin`);
+  const shadow = await recvProcess(`${dir}/shadow.bin`);
+  const proxy = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      cli,
+      "mirror",
+      "--listen",
+      "tcp://127.0.0.1:0",
+      "--to",
+      primary.url,
+      "--shadow",
+      shadow.url,
+      // At loopback speed 1 MiB (the default) is ~1 ms of lag: room for a busy box.
+      "--max-lag",
+      "64M",
+      "--json",
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const err = proxy.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  const first = (await err.read()).value ?? "";
+  const url = /listening on (\S+)/.exec(first)?.[1];
+  if (!url) throw new Error(`mirror did not start: ${first}`);
+  console.log(
+    `\n$ onecopy mirror --listen tcp://127.0.0.1:0 --to ${primary.url} --shadow ${shadow.url} --max-lag 64M --json`,
+  );
+  console.log(`$ onecopy send input.bin --to ${url} --checksum xxh64 --json`);
+  const sent = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      cli,
+      "send",
+      `${dir}/input.bin`,
+      "--to",
+      url,
+      "--checksum",
+      "xxh64",
+      "--json",
+    ],
+    stderr: "inherit",
+  }).output();
+  const sum = JSON.parse(new TextDecoder().decode(sent.stdout)).checksum.hex;
+  const lines = await Promise.all([primary, shadow].map(async (r) => (await r.done)[1].trim()));
+  proxy.kill("SIGTERM");
+  const [status, out] = await Promise.all([proxy.status, new Response(proxy.stdout).text()]);
+  await err.cancel();
+  const [connection, summary] = out.trim().split("\n").map((l) => JSON.parse(l));
+  console.log(
+    `  connection ${connection.id} from ${connection.client}: ${connection.bytes_in} bytes in, ` +
+      `primary ${connection.primary}, shadow ${connection.shadows[0].outcome} ` +
+      `(${connection.shadows[0].bytes} bytes)`,
+  );
+  console.log(
+    `  on SIGTERM: exit ${status.code}, ${summary.closed} connection(s), ${summary.shadowsDropped} shadows dropped`,
+  );
+  for (const [who, line] of [["primary", lines[0]], ["shadow", lines[1]]]) {
+    console.log(`  ${who} (onecopy recv): ${line.replace(dir + "/", "")}`);
+  }
+  const files = ["primary.bin", "shadow.bin"].map((f) => sha256File(`${dir}/${f}`));
+  const ok = sent.code === 0 && status.code === 0 && lines.every((l) => l.split(" ")[3] === sum) &&
+    files.every((s) => s === want) && connection.shadows[0].outcome === "complete";
+  console.log(
+    ok
+      ? "  the primary and the shadow both got the client's bytes: xxh64 and sha256 match"
+      : "  MISMATCH",
+  );
+  if (!ok) throw new Error("the mirror delivered different bytes");
+}
+
 async function main() {
   // tmpfs when there is one, so that the disk's write speed is not what gets measured.
   const shm = (() => {
@@ -165,6 +244,7 @@ async function main() {
         "\nreceiver's own xxh64 against the checksum onecopy computed on its tap.\n",
     );
     await cliDemo(dir, want);
+    await mirrorDemo(dir, want);
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
