@@ -37,11 +37,10 @@ import {
   usesStage,
 } from "./plan.ts";
 import { type ChecksumAlgorithm, checksumCode, hex } from "./checksum.ts";
+import { checkSpecs, type DestinationSpec, isStreamSource, type SourceSpec } from "./specs.ts";
+import { StreamDestination, StreamSource } from "./streams.ts";
 
-/** A source: a file path, `"-"` (stdin) or an `Fd`. */
-export type SourceSpec = string | Fd;
-/** A destination: a file path, `"tcp://host:port"`, `"unix:/path"`, `"-"` (stdout) or an `Fd`. */
-export type DestinationSpec = string | Fd;
+export type { DestinationSpec, SourceSpec };
 
 /** Options of `fanout()`. */
 export interface FanoutOptions {
@@ -154,7 +153,38 @@ class Owned {
   }
 }
 
-async function openSource(spec: SourceSpec, owned: Owned, signal?: AbortSignal): Promise<Fd> {
+/** The web streams at the edges of one fan-out (lib/streams.ts). */
+class Streams {
+  source?: StreamSource;
+  readonly dests = new Map<Fd, StreamDestination>();
+
+  /** Starts pumping and draining; `wake` ends the loop's batch when one of them fails. */
+  start(wake: () => void): void {
+    for (const side of [this.source, ...this.dests.values()]) {
+      if (!side) continue;
+      side.onFail = wake;
+      side.start();
+    }
+  }
+
+  /** Ends every stream: a successful run lets writers take the rest and close. */
+  async end(ok: boolean, reason?: unknown): Promise<void> {
+    await this.source?.stop(ok ? undefined : reason);
+    await Promise.all([...this.dests.values()].map((d) => ok ? d.finish() : d.stop(reason)));
+  }
+}
+
+async function openSource(
+  spec: SourceSpec,
+  options: FanoutOptions,
+  owned: Owned,
+  streams: Streams,
+): Promise<Fd> {
+  const signal = options.signal;
+  if (isStreamSource(spec)) {
+    streams.source = new StreamSource(spec, options.pipeSize ?? MiB);
+    return streams.source.fd;
+  }
   if (spec instanceof Fd) return spec;
   const target = parseTarget(spec, "source");
   if (target.kind === "stdio") return Fd.stdin();
@@ -165,7 +195,18 @@ async function openSource(spec: SourceSpec, owned: Owned, signal?: AbortSignal):
 }
 
 /** Opens a destination; a file is NOT truncated yet (see `truncateOrRefuse`). */
-async function openDestination(spec: DestinationSpec, options: FanoutOptions, owned: Owned) {
+async function openDestination(
+  spec: DestinationSpec,
+  label: string,
+  options: FanoutOptions,
+  owned: Owned,
+  streams: Streams,
+) {
+  if (spec instanceof WritableStream) {
+    const dest = new StreamDestination(spec, label, options.pipeSize ?? MiB);
+    streams.dests.set(dest.fd, dest);
+    return dest.fd;
+  }
   if (spec instanceof Fd) return spec;
   const target = parseTarget(spec, "destination");
   if (target.kind === "stdio") return Fd.stdout();
@@ -181,7 +222,7 @@ async function openDestination(spec: DestinationSpec, options: FanoutOptions, ow
  */
 function checkDistinctFds(source: SourceSpec, destinations: DestinationSpec[]): void {
   const seen = new Set<number>();
-  const fdOf = (spec: SourceSpec, role: "source" | "destination") =>
+  const fdOf = (spec: SourceSpec | DestinationSpec, role: "source" | "destination") =>
     spec instanceof Fd
       ? (spec.closed ? -1 : spec.fd)
       : spec === "-"
@@ -291,6 +332,15 @@ function privatePipe(size: number, owned: Owned, label: string): [number, number
  * transfer. A destination that fails is reported and the others still get every
  * byte; the promise then rejects with a `FanoutError` carrying the report.
  *
+ * Web streams fit in at both ends: a `ReadableStream<Uint8Array>` (a `fetch()`
+ * body, `Deno.stdin.readable`) or any `AsyncIterable<Uint8Array>` as the source
+ * is written into the stage pipe chunk by chunk (that write is the one copy)
+ * and read only as fast as the slowest destination drains; a
+ * `WritableStream<Uint8Array>` destination is fed from a pipe tee()'d for it,
+ * its backpressure respected, and an error it throws fails it alone. Anything
+ * else (a `Deno.FsFile`, a `Deno.Conn`, a `URL`, bytes) is a `TypeError`
+ * saying what to pass instead, thrown before any destination is opened.
+ *
  * @example
  * ```ts
  * import { fanout } from "@onecopy/onecopy";
@@ -308,23 +358,26 @@ export async function fanout(
   options: FanoutOptions = {},
 ): Promise<FanoutReport> {
   const started = performance.now();
+  checkSpecs(source, destinations);
   checkDistinctFds(source, destinations);
   const owned = new Owned();
+  const streams = new Streams();
   const live: Live[] = [];
   let reports: DestinationReport[] = [];
   let whole = false;
+  let failure: unknown;
   try {
     options.signal?.throwIfAborted();
-    const src = await openSource(source, owned, options.signal);
+    const src = await openSource(source, options, owned, streams);
     const opened = await Promise.allSettled(
-      destinations.map((d) => openDestination(d, options, owned)),
+      destinations.map((d, i) => openDestination(d, targetOf(d, i), options, owned, streams)),
     );
     options.signal?.throwIfAborted(); // nothing was truncated yet
     const sourceId = fileIdentity(src);
     const append = options.append ?? false;
     reports = destinations.map((d, i) => {
       const result = opened[i];
-      const target = typeof d === "string" ? d : d.label;
+      const target = targetOf(d, i);
       if (result.status === "rejected") return { target, bytes: 0, error: asError(result.reason) };
       try {
         const error = truncateOrRefuse(result.value, d, sourceId, append);
@@ -336,16 +389,33 @@ export async function fanout(
       }
     });
     if (options.method === "mmap-write" && !mappable(src)) options = { ...options, method: "copy" };
-    const run = await runEngine(src, live, options, owned);
+    const run = await runEngine(src, live, options, owned, streams);
+    await streams.end(true);
+    for (const { fd, report } of live) {
+      const dest = streams.dests.get(fd);
+      if (!dest) continue;
+      report.bytes = dest.bytes;
+      if (dest.error) report.error ??= dest.error;
+    }
     whole = true;
     const report: FanoutReport = { ...run, destinations: reports, seconds: 0 };
     report.seconds = (performance.now() - started) / 1000;
     if (reports.some((d) => d.error)) throw new FanoutError(report);
     return report;
+  } catch (err) {
+    failure = err;
+    throw err;
   } finally {
+    if (!whole) await streams.end(false, failure);
     resetCutShort(live, !whole);
     owned.closeAll();
   }
+}
+
+/** How a destination is named in reports: its path or URL, its Fd's label, or its place. */
+function targetOf(spec: DestinationSpec, i: number): string {
+  if (typeof spec === "string") return spec;
+  return spec instanceof Fd ? spec.label : `WritableStream (destination ${i + 1})`;
 }
 
 function asError(err: unknown): Error {
@@ -386,6 +456,7 @@ async function runEngine(
   live: Live[],
   options: FanoutOptions,
   owned: Owned,
+  streams: Streams,
 ): Promise<Omit<FanoutReport, "destinations" | "seconds">> {
   const plan = choosePlan(options.method ?? "auto", src.kind, live.map((d) => d.fd.kind));
   const engine = allocate(plan, live.length, options.checksum !== undefined, owned);
@@ -396,7 +467,9 @@ async function runEngine(
   );
   if (options.checksum) setUpTap(engine, options.checksum);
   const reports = live.map((d) => d.report);
-  await drive(engine, src, reports, options);
+  const wake = engine.job.get("wake_fd");
+  streams.start(() => raw.write(wake, eventfdOne));
+  await drive(engine, src, reports, options, () => afterBatch(engine, live, streams, options));
   return finish(engine, reports, options.checksum);
 }
 
@@ -502,6 +575,23 @@ function setFeed(e: Engine, d: DestView, feed: FeedCode): void {
 const eventfdOne = new Uint8Array(new BigUint64Array([1n]).buffer);
 
 /**
+ * Between batches: a failed source stream ends the run; a failed
+ * WritableStream is dropped like any failed destination (the others go on).
+ */
+function afterBatch(e: Engine, live: Live[], streams: Streams, options: FanoutOptions): boolean {
+  if (streams.source?.error) throw streams.source.error;
+  let stop = false;
+  live.forEach(({ fd, report }, k) => {
+    const error = streams.dests.get(fd)?.error;
+    if (!error || report.error) return;
+    e.dests[k].set("feed", Feed.dead);
+    report.error = error;
+    if (options.onDestinationError?.(report.target, error) === "stop") stop = true;
+  });
+  return stop || e.dests.every((d) => d.get("feed") === Feed.dead);
+}
+
+/**
  * Runs the shim's loop batch by batch until the transfer is done, and decides
  * what each error means: the source failing ends it; a destination that cannot
  * splice falls back to copying once; any other destination error drops that
@@ -512,6 +602,7 @@ async function drive(
   src: Fd,
   reports: DestinationReport[],
   options: FanoutOptions,
+  between: () => boolean = () => false,
 ): Promise<void> {
   const fellBack = new Set<DestView>();
   const wake = e.job.get("wake_fd");
@@ -521,6 +612,7 @@ async function drive(
     for (;;) {
       const status = await runBatch(e.jobBytes, e.destBytes);
       options.signal?.throwIfAborted();
+      if (between()) return; // a stream side failed: it says whether to go on
       options.onProgress?.(bytesDone(e));
       switch (status) {
         case Status.done:
