@@ -19,16 +19,18 @@
  * ONECOPY_MIRROR_BENCH_PARALLEL_MIB (64), ONECOPY_MIRROR_BENCH_PINGS (20000),
  * ONECOPY_MIRROR_BENCH_PING_SECONDS (30, a bound per ping run),
  * ONECOPY_MIRROR_BENCH_ROUNDS (5), ONECOPY_MIRROR_BENCH_TOOLS
- * (direct,relay,haproxy,socat,mirror), ONECOPY_MIRROR_BENCH_METHODS (e.g.
+ * (direct,relay,relay-splice,haproxy,socat,mirror), ONECOPY_MIRROR_BENCH_METHODS (e.g.
  * `auto,splice,copy`: one onecopy row per `--method`; empty: the default),
  * ONECOPY_MIRROR_BENCH_LIFETIME (900 s: every process it starts is gone by
- * then, even if this harness is killed).
+ * then, even if this harness is killed), ONECOPY_MIRROR_BENCH_CLI (the
+ * onecopy entry point to run, default this checkout's cli/main.ts).
  *
  * @module
  */
 
 const here = new URL(".", import.meta.url).pathname;
-const cli = new URL("../cli/main.ts", import.meta.url).pathname;
+const cli = Deno.env.get("ONECOPY_MIRROR_BENCH_CLI") ||
+  new URL("../cli/main.ts", import.meta.url).pathname;
 const MiB = 2 ** 20;
 
 /** What one run of the benchmark does; see the module doc for the variables. */
@@ -57,9 +59,10 @@ export function configFromEnv(env = Deno.env.toObject()): MirrorBenchConfig {
   const list = (name: string, fallback: string) =>
     (env[`ONECOPY_MIRROR_BENCH_${name}`] ?? fallback).split(",").map((x) => x.trim())
       .filter(Boolean);
-  const tools = new Set(list("TOOLS", "direct,relay,haproxy,socat,mirror"));
+  const known = ["direct", "relay", "relay-splice", "haproxy", "socat", "mirror"];
+  const tools = new Set(list("TOOLS", known.join(",")));
   for (const t of tools) {
-    if (!["direct", "relay", "haproxy", "socat", "mirror"].includes(t)) {
+    if (!known.includes(t)) {
       throw new Error(`ONECOPY_MIRROR_BENCH_TOOLS: unknown tool ${t}`);
     }
   }
@@ -269,26 +272,15 @@ async function startSetups(
     setups.push({ name, kind, shadow, port: s?.port ?? b.primary.port, service: s });
   const life = cfg.lifetime;
   if (cfg.tools.has("direct")) add("direct (no proxy)", "direct", "none");
-  if (cfg.tools.has("relay")) {
-    add(
-      "C relay",
-      "relay",
-      "none",
-      await started(Service.start("C relay", [bin, "relay", `${b.primary.port}`], life)),
-    );
-    add(
-      "C relay + shadow",
-      "relay",
-      "live",
-      await started(
-        Service.start(
-          "C relay + shadow",
-          [bin, "relay", `${b.primary.port}`, `${b.shadow.port}`],
-          life,
-        ),
-      ),
-    );
+  for (const mode of ["copy", "splice"]) {
+    if (!cfg.tools.has(mode === "copy" ? "relay" : "relay-splice")) continue;
+    for (const shadow of [undefined, b.shadow.port]) {
+      const name = `C relay${shadow ? " + shadow" : ""}${mode === "copy" ? "" : ", splice"}`;
+      const cmd = [bin, "relay", mode, `${b.primary.port}`, ...(shadow ? [`${shadow}`] : [])];
+      add(name, "relay", shadow ? "live" : "none", await started(Service.start(name, cmd, life)));
+    }
   }
+
   if (cfg.tools.has("haproxy")) {
     const version = await run("haproxy", ["-v"]);
     if (!version.ok) {

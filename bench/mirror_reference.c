@@ -3,10 +3,14 @@
  *
  *   mirror_reference server           backend: listen on 127.0.0.1:0, print
  *                                     "PORT PGID", fork per connection
- *   mirror_reference relay P [S]      the C relay: listen on 127.0.0.1:0, print
- *                                     "PORT PGID", fork per connection; read()
- *                                     then write() per direction, and with S
- *                                     write every client byte to shadow S too
+ *   mirror_reference relay copy|splice P [S]
+ *                                     the C relay: listen on 127.0.0.1:0, print
+ *                                     "PORT PGID", fork per connection, a
+ *                                     thread per direction; copy: read() then
+ *                                     write(); splice: socket -> pipe -> socket
+ *                                     with splice(). With S, every client byte
+ *                                     goes to shadow S too (inline; tee() for
+ *                                     splice), and S's replies are discarded
  *   mirror_reference upload PORT BYTES CONNS
  *                                     CONNS parallel uploads of BYTES each;
  *                                     prints the seconds until the last reply
@@ -28,13 +32,14 @@
  * Everything stops by itself: servers exit when stdin reaches EOF (the
  * harness is gone) and their connection processes die with them
  * (PR_SET_PDEATHSIG); every process has an alarm() lifetime
- * (ONECOPY_MIRROR_BENCH_LIFETIME seconds, default 900); client sockets time
- * out after 120 s of silence. Servers make their own process group so that
+ * (ONECOPY_MIRROR_BENCH_LIFETIME seconds, default 900); the client gives up
+ * after ONECOPY_MIRROR_BENCH_STALL seconds (default 30) without progress. Servers make their own process group so that
  * the harness can SIGSTOP a whole shadow.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -76,11 +81,30 @@ static void set_nodelay(int s) {
   setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-/* A socket that gives up after 120 s without progress instead of hanging. */
-static void set_timeouts(int s) {
-  struct timeval tv = {.tv_sec = 120};
-  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+/* Bytes the client has moved so far; the watchdog ends a run that stops moving. */
+static _Atomic uint64_t progress;
+
+/* Socket timeouts don't fire here while a zero window is being probed, so the
+ * client watches its own progress: ONECOPY_MIRROR_BENCH_STALL seconds (default 30)
+ * without a byte moving ends the run with status 3. */
+static void *watchdog(void *arg) {
+  (void)arg;
+  const char *s = getenv("ONECOPY_MIRROR_BENCH_STALL");
+  int limit = s && atoi(s) > 0 ? atoi(s) : 30, still = 0;
+  for (uint64_t last = progress;; last = progress) {
+    sleep(1);
+    still = progress == last ? still + 1 : 0;
+    if (still >= limit) {
+      fprintf(stderr, "mirror_reference: no progress for %d s: stalled\n", limit);
+      _exit(3);
+    }
+  }
+  return NULL;
+}
+
+static void start_watchdog(void) {
+  pthread_t t;
+  if (pthread_create(&t, NULL, watchdog, NULL) != 0) die("pthread_create");
 }
 
 static int dial(int port) {
@@ -103,6 +127,7 @@ static int write_all(int fd, const char *p, size_t len) {
       if (errno == EINTR) { w = 0; continue; }
       return -1;
     }
+    progress += w;
   }
   return 0;
 }
@@ -114,6 +139,7 @@ static int read_all(int fd, char *p, size_t len) {
       if (r < 0 && errno == EINTR) { r = 0; continue; }
       return -1;
     }
+    progress += r;
   }
   return 0;
 }
@@ -212,24 +238,86 @@ done:
 
 struct relay_ports {
   int primary, shadow;
+  int splice; /* 0: read() + write(); 1: socket -> pipe -> socket splice(), tee() for the shadow */
 };
 
-struct pair {
-  int from, to;
+/* One direction of a connection: from -> to, and every byte to shadow too if it is >= 0. */
+struct leg {
+  int from, to, shadow;
 };
 
-/* primary -> client: read() then write(); EOF becomes a half-close. */
-static void *downstream(void *arg) {
-  struct pair *p = arg;
+/* Drops the shadow of this leg: the relay writes it inline, so its failure can't stop us. */
+static void drop_shadow(struct leg *l) {
+  shutdown(l->shadow, SHUT_RDWR);
+  l->shadow = -1;
+}
+
+/* read() then write(); 0 at EOF, -1 when either side failed. */
+static int copy_leg(struct leg *l) {
   char *buf = malloc(relay_buf);
-  for (ssize_t r; (r = read(p->from, buf, relay_buf)) != 0;) {
+  for (ssize_t r; (r = read(l->from, buf, relay_buf)) != 0;) {
     if (r < 0 && errno == EINTR) continue;
-    if (r < 0 || write_all(p->to, buf, r) < 0) {
-      shutdown(p->to, SHUT_RDWR);
-      return NULL;
+    if (r < 0 || write_all(l->to, buf, r) < 0) return -1;
+    if (l->shadow >= 0 && write_all(l->shadow, buf, r) < 0) drop_shadow(l);
+  }
+  return 0;
+}
+
+static int splice_all(int from, int to, size_t len) {
+  for (ssize_t n; len > 0; len -= n) {
+    if ((n = splice(from, NULL, to, NULL, len, SPLICE_F_MOVE)) <= 0) {
+      if (n < 0 && errno == EINTR) { n = 0; continue; }
+      return -1;
     }
   }
-  shutdown(p->to, SHUT_WR);
+  return 0;
+}
+
+static int pipe_of(int fd[2]) {
+  if (pipe(fd) < 0) return -1;
+  fcntl(fd[1], F_SETPIPE_SZ, (int)relay_buf); /* may fail (pipe-user-pages-soft): keep 64 KiB */
+  return 0;
+}
+
+/* splice() the socket into a pipe, tee() it to the shadow's pipe, splice() both out.
+ * Blocking sockets: a splice from one returns what has arrived once nothing more is
+ * queued; SPLICE_F_NONBLOCK only spares us waiting on the (empty) pipe. */
+static int splice_leg(struct leg *l) {
+  int in[2], sh[2] = {-1, -1}, rc = 0;
+  if (pipe_of(in) < 0) return -1;
+  if (l->shadow >= 0 && pipe_of(sh) < 0) drop_shadow(l);
+  for (;;) {
+    ssize_t n = splice(l->from, NULL, in[1], NULL, relay_buf, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
+      struct pollfd p = {.fd = l->from, .events = POLLIN};
+      poll(&p, 1, 1000);
+      continue;
+    }
+    if (n <= 0) {
+      rc = n;
+      break;
+    }
+    /* the shadow's pipe is empty here, so tee() takes all n or the shadow goes */
+    if (l->shadow >= 0 && tee(in[0], sh[1], n, 0) != n) drop_shadow(l);
+    if (splice_all(in[0], l->to, n) < 0) {
+      rc = -1;
+      break;
+    }
+    if (l->shadow >= 0 && splice_all(sh[0], l->shadow, n) < 0) drop_shadow(l);
+  }
+  close(in[0]), close(in[1]);
+  if (sh[0] >= 0) close(sh[0]), close(sh[1]);
+  return rc;
+}
+
+static int use_splice;
+
+/* Runs a leg to its end; EOF becomes a half-close, a failure a reset-like full shutdown. */
+static void *run_leg(void *arg) {
+  struct leg *l = arg;
+  int rc = use_splice ? splice_leg(l) : copy_leg(l);
+  shutdown(l->to, rc < 0 ? SHUT_RDWR : SHUT_WR);
+  if (l->shadow >= 0) shutdown(l->shadow, SHUT_WR);
   return NULL;
 }
 
@@ -245,30 +333,17 @@ static void serve_relay(int c, void *arg) {
   struct relay_ports *ports = arg;
   int p = dial(ports->primary), s = ports->shadow ? dial(ports->shadow) : -1;
   if (p < 0) return;
+  use_splice = ports->splice;
   set_nodelay(c);
   set_nodelay(p);
   pthread_t down, drainer;
-  struct pair d = {.from = p, .to = c};
-  pthread_create(&down, NULL, downstream, &d);
+  struct leg up = {.from = c, .to = p, .shadow = s}, back = {.from = p, .to = c, .shadow = -1};
+  pthread_create(&down, NULL, run_leg, &back);
   if (s >= 0) {
     set_nodelay(s);
     pthread_create(&drainer, NULL, drain, &s);
   }
-  char *buf = malloc(relay_buf);
-  /* client -> primary (and shadow, inline: a stalled shadow stalls this loop) */
-  for (ssize_t r; (r = read(c, buf, relay_buf)) != 0;) {
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0 || write_all(p, buf, r) < 0) {
-      shutdown(p, SHUT_RDWR);
-      break;
-    }
-    if (s >= 0 && write_all(s, buf, r) < 0) {
-      shutdown(s, SHUT_RDWR);
-      s = -1;
-    }
-  }
-  shutdown(p, SHUT_WR);
-  if (s >= 0) shutdown(s, SHUT_WR);
+  run_leg(&up); /* the shadow is written inline: a stalled shadow stalls the primary */
   pthread_join(down, NULL); /* not the drainer: a shadow never holds us */
 }
 
@@ -293,7 +368,6 @@ static void *upload_one(void *arg) {
     u->err = errno;
     return NULL;
   }
-  set_timeouts(s);
   unsigned char h[9] = {'U'};
   for (int i = 0; i < 8; i++) h[1 + i] = u->bytes >> (56 - 8 * i);
   if (write_all(s, (char *)h, 9) < 0) u->failed = "write";
@@ -327,6 +401,7 @@ static int upload(int port, uint64_t bytes, int conns) {
     u[i] = (struct upload){.port = port, .bytes = bytes, .start = &start};
     if (pthread_create(&t[i], NULL, upload_one, &u[i]) != 0) die("pthread_create");
   }
+  start_watchdog();
   pthread_barrier_wait(&start);
   double t0 = now(), end = t0;
   int failed = 0;
@@ -351,10 +426,10 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 static int ping(int port, int count, double seconds) {
+  start_watchdog();
   int s = dial(port), warm = count / 10 < 1000 ? count / 10 : 1000;
   if (s < 0) die("connect");
   set_nodelay(s);
-  set_timeouts(s);
   double *rtt = calloc(count, sizeof *rtt), t0 = now();
   char b = 'P';
   if (write_all(s, &b, 1) < 0) die("write");
@@ -378,8 +453,10 @@ static int ping(int port, int count, double seconds) {
 int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   if (argc == 2 && !strcmp(argv[1], "server")) return accept_loop(serve_backend, NULL);
-  if ((argc == 3 || argc == 4) && !strcmp(argv[1], "relay")) {
-    struct relay_ports ports = {atoi(argv[2]), argc == 4 ? atoi(argv[3]) : 0};
+  if ((argc == 4 || argc == 5) && !strcmp(argv[1], "relay") &&
+      (!strcmp(argv[2], "copy") || !strcmp(argv[2], "splice"))) {
+    struct relay_ports ports = {atoi(argv[3]), argc == 5 ? atoi(argv[4]) : 0,
+                                !strcmp(argv[2], "splice")};
     const char *b = getenv("ONECOPY_MIRROR_BENCH_RELAY_BUF");
     if (b && atoi(b) > 0) relay_buf = atoi(b);
     return accept_loop(serve_relay, &ports);
@@ -390,7 +467,7 @@ int main(int argc, char **argv) {
   if (argc == 5 && !strcmp(argv[1], "ping"))
     return ping(atoi(argv[2]), atoi(argv[3]), atof(argv[4]));
   fprintf(stderr,
-          "usage: %s server | relay PRIMARY_PORT [SHADOW_PORT] | upload PORT BYTES CONNS | "
+          "usage: %s server | relay copy|splice PRIMARY_PORT [SHADOW_PORT] | upload PORT BYTES CONNS | "
           "ping PORT COUNT SECONDS\n",
           argv[0]);
   return 2;
