@@ -10,7 +10,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { Checksum, fanout, Fd, type Method } from "../mod.ts";
+import { Checksum, fanout, Fd, methods } from "../mod.ts";
 
 const MiB = 1 << 20;
 const size = 128 * MiB;
@@ -204,7 +204,7 @@ async function main() {
     const want = generate(`${dir}/input.bin`);
     console.log(`input sha256 ${want}\n`);
     const rows: string[][] = [];
-    for (const method of ["auto", "pipe-tee", "vmsplice", "mmap-write", "copy"] as Method[]) {
+    for (const method of methods) {
       const procs = [
         await consumerProcess(`${dir}/fifo1`, `${dir}/cat1.bin`),
         await consumerProcess(`${dir}/fifo2`, `${dir}/cat2.bin`),

@@ -2,6 +2,8 @@
 
 import assert from "node:assert/strict";
 import { decoder, patternBytes, sh, sha256, tempDir } from "./helpers.ts";
+import { methods } from "../mod.ts";
+import manifest from "../deno.json" with { type: "json" };
 
 const main = new URL("../cli/main.ts", import.meta.url).pathname;
 const deno = Deno.execPath();
@@ -125,7 +127,7 @@ Deno.test("recv --out /dev/null takes every connection (no /dev/null.N files)", 
 Deno.test("send --json, every method", async () => {
   using dir = tempDir();
   const { path, sha } = fixture(dir.path);
-  for (const method of ["auto", "pipe-tee", "vmsplice", "mmap-write", "copy"]) {
+  for (const method of methods) {
     const r = await sh(
       `onecopy send '${path}' --to a --to - --method ${method} --json > out.json`,
       dir.path,
@@ -193,7 +195,7 @@ Deno.test("--help, CMD --help and --version", async () => {
     assert.equal(r.code, 0);
     assert.match(r.out, new RegExp(`^Usage: onecopy ${cmd}`));
   }
-  assert.equal((await sh("onecopy --version")).out.trim(), "onecopy 0.1.0");
+  assert.equal((await sh("onecopy --version")).out.trim(), `onecopy ${manifest.version}`);
   assert.equal((await sh("onecopy")).code, 2);
 });
 
