@@ -48,3 +48,8 @@ export function mirrorLayoutText(): string {
   const n = check(shim().oc_mirror_layout(buf, BigInt(buf.length)), "mirror_layout");
   return new TextDecoder().decode(buf.subarray(0, n));
 }
+
+/** The address of a buffer, for a pointer field the loop follows (keep the buffer referenced). */
+export function addressOf(buf: Uint8Array): number {
+  return Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf)));
+}

@@ -11,7 +11,7 @@ export const MAX_SHADOWS = 8;
 
 /** `struct Loop`. */
 export const LOOP = {
-  size: 1280,
+  size: 1296,
   fields: {
     epoll_fd: [0, "i32"],
     listen_fd: [4, "i32"],
@@ -28,6 +28,7 @@ export const LOOP = {
     err: [48, "i32"],
     err_call: [52, "u32"],
     listen_tcp: [56, "u32"],
+    accept_batch: [60, "u32"],
     max_lag: [64, "u64"],
     window: [72, "u64"],
     connect_timeout_ns: [80, "u64"],
@@ -46,6 +47,9 @@ export const LOOP = {
     targets: [184, "u32"],
     id_base: [1264, "u64"],
     id_step: [1272, "u64"],
+    group: [1280, "u64"],
+    group_len: [1288, "u32"],
+    group_index: [1292, "u32"],
   },
 } as const;
 
@@ -54,6 +58,9 @@ export const TARGET = {
   size: 120,
   fields: { addr: [0, "u32"], len: [112, "u32"], tcp: [116, "u32"] },
 } as const;
+
+/** `struct Peer`: one loop of a group sharing a listener. */
+export const PEER = { size: 16, fields: { used: [0, "u64"], kick_fd: [8, "i32"] } } as const;
 
 /** `struct Report`: one finished connection. The arrays hold MAX_SHADOWS entries. */
 export const REPORT = {
@@ -104,7 +111,14 @@ export const OUTCOMES = [
 /** The layout TypeScript expects, in the shim's `Name=size;Name.field=offset;` form. */
 export function expectedMirrorLayout(): Map<string, string> {
   const out = new Map<string, string>();
-  for (const [name, layout] of [["Loop", LOOP], ["Report", REPORT], ["Target", TARGET]] as const) {
+  for (
+    const [name, layout] of [
+      ["Loop", LOOP],
+      ["Report", REPORT],
+      ["Target", TARGET],
+      ["Peer", PEER],
+    ] as const
+  ) {
     out.set(name, `${layout.size}`);
     for (const [field, [off]] of Object.entries(layout.fields)) {
       out.set(`${name}.${field}`, `${off}`);

@@ -16,7 +16,7 @@
 
 import * as raw from "../ffi/raw.ts";
 import { errnoName, OnecopyError } from "../ffi/errors.ts";
-import { mirrorInit, mirrorRelease, mirrorRun } from "../ffi/mirror.ts";
+import { addressOf, mirrorInit, mirrorRelease, mirrorRun } from "../ffi/mirror.ts";
 import { StructView } from "../ffi/layout.ts";
 import {
   LOOP,
@@ -24,6 +24,7 @@ import {
   MirrorStatus,
   OnLagCode,
   OUTCOMES,
+  PEER,
   REPORT,
   TARGET,
 } from "../ffi/mirror_layout.ts";
@@ -247,6 +248,8 @@ class EventLoop {
   readonly reports = new Uint8Array(REPORT.size * reportCap);
   readonly view = new StructView(this.bytes, 0, LOOP);
   readonly wake = new Fd(raw.eventfd(), { owned: true, label: "mirror wake eventfd" });
+  /** Written by another loop of the group to hand this one the next client. */
+  readonly kick = new Fd(raw.eventfd(), { owned: true, label: "mirror kick eventfd" });
   running?: Promise<void>;
   released = false;
 
@@ -262,6 +265,7 @@ class EventLoop {
     if (!this.released && this.view.get("state") !== 0) mirrorRelease(this.bytes);
     this.released = true;
     this.wake.close();
+    this.kick.close();
   }
 }
 
@@ -284,6 +288,8 @@ export class MirrorServer {
   readonly #options: MirrorOptions;
   readonly #listener: Listener;
   readonly #loops: EventLoop[] = [];
+  /** The loops' `Peer`s (shim/mirror.zig): their loads and kick fds, read by each other. */
+  readonly #group: Uint8Array;
   readonly #captureDir?: Fd;
   readonly #index?: Fd;
   #closing?: Promise<MirrorStats>;
@@ -304,10 +310,16 @@ export class MirrorServer {
     this.#captureDir = capture?.dir;
     this.#index = capture?.index;
     const maxConns = options.maxConnections ?? 10000;
+    this.#group = new Uint8Array(PEER.size * this.threads);
+    const groupAddress = addressOf(this.#group);
     try {
       for (let k = 0; k < this.threads; k++) {
         const loop = new EventLoop();
         this.#loops.push(loop);
+        new StructView(this.#group, k * PEER.size, PEER).set("kick_fd", loop.kick.fd);
+        loop.view.set("group", groupAddress);
+        loop.view.set("group_len", this.threads);
+        loop.view.set("group_index", k);
         const L = loop.view;
         L.set("epoll_fd", -1);
         L.set("listen_fd", listener.fd.fd);
@@ -321,6 +333,7 @@ export class MirrorServer {
         L.set("accepting", 1);
         L.set("report_cap", reportCap);
         L.set("listen_tcp", listener.url.startsWith("tcp:") ? 1 : 0);
+        L.set("accept_batch", this.threads > 1 ? 4 : 64);
         L.set("max_lag", options.maxLag ?? MiB);
         L.set("window", window);
         L.set("connect_timeout_ns", Math.round((options.connectTimeout ?? 5) * 1e9));

@@ -100,7 +100,9 @@ pub const Loop = extern struct {
     err: i32,
     err_call: u32,
     listen_tcp: u32,
-    _pad: u32,
+    /// Clients accepted per listener event. 1 when loops share the listener:
+    /// each arrival then wakes a loop that is waiting, so the load spreads.
+    accept_batch: u32,
     max_lag: u64,
     window: u64,
     connect_timeout_ns: u64,
@@ -121,6 +123,21 @@ pub const Loop = extern struct {
     /// listener (one per core) number their connections apart.
     id_base: u64,
     id_step: u64,
+    /// The loops sharing the listener (`group_len` Peers, this one at
+    /// `group_index`): each publishes how many connections it holds, and the
+    /// least loaded takes the next client (see `acceptSome`).
+    group: u64,
+    group_len: u32,
+    group_index: u32,
+};
+
+/// One loop of a group, as the others see it.
+pub const Peer = extern struct {
+    /// Connections it holds (written by it only, read by every loop).
+    used: u64,
+    /// An eventfd it watches: written to hand it the next client.
+    kick_fd: i32,
+    _pad: u32,
 };
 
 /// One finished connection, as TypeScript reads it.
@@ -271,6 +288,7 @@ const report_delay_ns: u64 = 2_000_000;
 /// Bytes one connection may read per turn before the others get theirs.
 const pump_quota: u64 = 1 << 20;
 const tag_listener: u64 = 0xfe;
+const tag_kick: u64 = 0xfd;
 const tag_wake: u64 = 0xff;
 
 fn realtimeNs() u64 {
@@ -791,8 +809,42 @@ fn newConn(L: *Loop, st: *State, fd: i32, addr: []const u8) void {
     enqueue(st, slot);
 }
 
-fn acceptAll(L: *Loop, st: *State, now: u64) void {
-    while (st.listening and st.used < L.max_conns) {
+fn peers(L: *const Loop) []Peer {
+    if (L.group == 0) return &.{};
+    return @as([*]Peer, @ptrFromInt(L.group))[0..L.group_len];
+}
+
+fn publishLoad(L: *Loop, st: *const State) void {
+    const ps = peers(L);
+    if (ps.len > 0) @atomicStore(u64, &ps[L.group_index].used, st.used, .monotonic);
+}
+
+/// The loop that should take the next client: this one unless another holds
+/// at least two connections fewer (a slack of one, so that loops with equal
+/// loads do not hand clients back and forth).
+fn takerOf(L: *const Loop, st: *const State) ?usize {
+    var best: ?usize = null;
+    var low: u64 = st.used;
+    for (peers(L), 0..) |*p, i| {
+        if (i == L.group_index) continue;
+        const used = @atomicLoad(u64, &p.used, .monotonic);
+        if (used + 1 < low) {
+            low = used + 1;
+            best = i;
+        }
+    }
+    return best;
+}
+
+fn acceptSome(L: *Loop, st: *State, now: u64) void {
+    var n: u32 = 0;
+    while (st.listening and st.used < L.max_conns and n < @max(1, L.accept_batch)) : (n += 1) {
+        if (takerOf(L, st)) |i| {
+            // Hand this client to a less loaded loop: wake it, it accepts.
+            const one: u64 = 1;
+            _ = sys.write(peers(L)[i].kick_fd, @ptrCast(&one), 8);
+            return;
+        }
         var addr: [128]u8 = undefined;
         var len: u32 = addr.len;
         const r = sys.call(.accept4, .{ sys.arg(L.listen_fd), @intFromPtr(&addr), @intFromPtr(&len), SOCK_NONBLOCK | O_CLOEXEC });
@@ -802,11 +854,12 @@ fn acceptAll(L: *Loop, st: *State, now: u64) void {
             // Out of fds or memory: leave clients in the backlog for a while.
             if (sys.is(r, .MFILE) or sys.is(r, .NFILE) or sys.is(r, .NOBUFS) or sys.is(r, .NOMEM)) {
                 st.accept_pause_until = now + 100_000_000;
-                return;
             }
-            continue;
+            // ECONNABORTED and the like: that client is gone; the next event brings the next.
+            return;
         }
         newConn(L, st, @intCast(r), addr[0..@min(len, addr.len)]);
+        publishLoad(L, st);
     }
 }
 
@@ -853,6 +906,7 @@ fn flushReports(L: *Loop, st: *State, reports: [*]Report, now: u64) void {
         c.next = st.free_head;
         st.free_head = slot;
         st.used -= 1;
+        publishLoad(L, st);
     }
 }
 
@@ -903,6 +957,7 @@ pub export fn oc_mirror_init(L: *Loop) isize {
     if (L.ntargets < 1 or L.ntargets > 1 + max_shadows or L.max_conns == 0) return sys.fail(.INVAL);
     if (L.window == 0 or L.window & (L.window - 1) != 0 or L.report_cap == 0) return sys.fail(.INVAL);
     if (L.id_step == 0) return sys.fail(.INVAL);
+    if (L.group != 0 and L.group_index >= L.group_len) return sys.fail(.INVAL);
     const n: usize = L.max_conns;
     const len = std.mem.alignForward(usize, @sizeOf(State) + n * @sizeOf(Conn) + n * 4 + scratch_size + 64, 4096);
     const mem = mmapAnon(len);
@@ -928,6 +983,15 @@ pub export fn oc_mirror_init(L: *Loop) isize {
         _ = sys.close(L.epoll_fd);
         _ = sys.munmap(mem, len);
         return w;
+    }
+    const ps = peers(L);
+    if (ps.len > 0) {
+        const k = epollAdd(L.epoll_fd, ps[L.group_index].kick_fd, EPOLLIN, tag_kick);
+        if (k < 0) {
+            _ = sys.close(L.epoll_fd);
+            _ = sys.munmap(mem, len);
+            return k;
+        }
     }
     L.state = mem;
     return 0;
@@ -977,7 +1041,11 @@ pub export fn oc_mirror_run(L: *Loop, reports: [*]Report) i32 {
                 _ = sys.read(L.wake_fd, @ptrCast(&v), 8);
                 woken = true;
             } else if (t == tag_listener) {
-                acceptAll(L, st, now);
+                acceptSome(L, st, now);
+            } else if (t == tag_kick) {
+                var v: u64 = 0;
+                _ = sys.read(peers(L)[L.group_index].kick_fd, @ptrCast(&v), 8);
+                acceptSome(L, st, now);
             } else dispatch(L, st, t, ev.events);
         }
         runReady(L, st);
@@ -1040,7 +1108,8 @@ fn layoutOf(comptime T: type, comptime name: []const u8) []const u8 {
     }
     return s;
 }
-const layout = layoutOf(Loop, "Loop") ++ layoutOf(Report, "Report") ++ layoutOf(Target, "Target");
+const layout = layoutOf(Loop, "Loop") ++ layoutOf(Report, "Report") ++ layoutOf(Target, "Target") ++
+    layoutOf(Peer, "Peer");
 
 /// The mirror's struct layouts as `Name=size;Name.field=offset;…`, for the
 /// test that checks ffi/layout.ts. Returns the length, or -ERANGE if `cap` is short.
@@ -1193,4 +1262,21 @@ test "one flow step: the client's bytes reach the primary and the shadow, EOF be
     try std.testing.expectEqual(@as(usize, 0), f.buf);
     for ([_]i32{ cl[0], cl[1], pr[0], pr[1], sh[0], sh[1] }) |fd| _ = sys.close(fd);
     for (st.pool[0..st.pool_len]) |b| _ = sys.munmap(b, L.window);
+}
+
+test "the next client goes to a loop holding at least two connections fewer" {
+    var L = testLoop();
+    var st = State{ .conns = undefined, .ready = undefined, .nslots = 0 };
+    var group = [_]Peer{ .{ .used = 0, .kick_fd = -1, ._pad = 0 }, .{ .used = 0, .kick_fd = -1, ._pad = 0 } };
+    L.group = @intFromPtr(&group);
+    L.group_len = 2;
+    L.group_index = 0;
+    st.used = 1;
+    try std.testing.expectEqual(@as(?usize, null), takerOf(&L, &st));
+    st.used = 2;
+    try std.testing.expectEqual(@as(?usize, 1), takerOf(&L, &st));
+    group[1].used = 1;
+    try std.testing.expectEqual(@as(?usize, null), takerOf(&L, &st));
+    publishLoad(&L, &st);
+    try std.testing.expectEqual(@as(u64, 2), group[0].used);
 }
