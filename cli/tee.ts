@@ -199,6 +199,8 @@ async function copy(
       method: o.how,
       signal: interrupt.signal,
       onProgress: (n) => progress?.update(n),
+      // As GNU 9.2: in the -nopipe modes, a lost reader is noticed while stdin is idle.
+      watchReaders: mode.endsWith("-nopipe"),
       onDestinationError: (target, e) => {
         const p = policy(mode, errnoOf(e));
         if (p.report) o.fail(names.get(target) ?? target, e);

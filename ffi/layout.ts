@@ -135,6 +135,8 @@ export const DIGEST_MAX = 32;
 
 /** `Dest.flags`: a borrowed blocking pipe; writes are capped to its free room. */
 export const DEST_BLOCKING_PIPE = 1;
+/** `Dest.flags`: a pipe whose reader going away is reported even while the source is idle. */
+export const DEST_WATCH_READER = 2;
 /** `Job.src_flags`: a borrowed source that may block; poll before read. */
 export const SRC_MAY_BLOCK = 1;
 
@@ -200,6 +202,7 @@ export function expectedLayout(): Map<string, string> {
   const constants = {
     max_dests: MAX_DESTS,
     dest_blocking_pipe: DEST_BLOCKING_PIPE,
+    dest_watch_reader: DEST_WATCH_READER,
     src_may_block: SRC_MAY_BLOCK,
     hash_state_size: HASH_STATE_SIZE,
     digest_max: DIGEST_MAX,

@@ -13,6 +13,7 @@ import {
   CALLS,
   DEST,
   DEST_BLOCKING_PIPE,
+  DEST_WATCH_READER,
   type DestView,
   Feed,
   JOB,
@@ -66,6 +67,12 @@ export interface FanoutOptions {
    * (the promise then rejects with the report). By default the others go on.
    */
   onDestinationError?: (target: string, error: Error) => "continue" | "stop";
+  /**
+   * Report a pipe destination whose reader has gone (EPIPE, from `poll`) as
+   * soon as it goes, even while the source is idle, instead of at the next
+   * write into it (what coreutils 9.2 `tee -p` does). Default false.
+   */
+  watchReaders?: boolean;
 }
 
 /** What happened to one destination. */
@@ -463,7 +470,7 @@ async function runEngine(
   const pipeSize = options.pipeSize ?? MiB;
   setUpSource(engine, src, pipeSize);
   live.forEach(({ fd }, k) =>
-    setUpDestination(engine, engine.dests[k], fd, plan.feeds[k], pipeSize)
+    setUpDestination(engine, engine.dests[k], fd, plan.feeds[k], pipeSize, options.watchReaders)
   );
   if (options.checksum) setUpTap(engine, options.checksum);
   const reports = live.map((d) => d.report);
@@ -519,7 +526,10 @@ function setUpSource(e: Engine, src: Fd, pipeSize: number): void {
   e.stageSize = pipeSize;
   if (plan.source === Source.pipe) {
     job.set("stage_r", src.fd);
+    // Grown like every other pipe (F_SETPIPE_SZ works on the read end too): each
+    // tee() then moves up to a MiB instead of the default 64 KiB.
     e.stageSize = raw.getPipeSize(src.fd);
+    if (e.stageSize < pipeSize) e.stageSize = growPipe(src.fd, pipeSize);
   } else if (usesStage(plan.source)) {
     const [r, w] = privatePipe(pipeSize, owned, "stage pipe");
     job.set("stage_r", r);
@@ -540,12 +550,24 @@ function setUpSource(e: Engine, src: Fd, pipeSize: number): void {
   }
 }
 
-/** A destination's fd and feed; a borrowed pipe is grown, and capped if it blocks. */
-function setUpDestination(e: Engine, d: DestView, fd: Fd, feed: FeedCode, pipeSize: number) {
+/**
+ * A destination's fd and feed; a borrowed pipe is grown, capped if it blocks,
+ * and watched for its reader going away if asked.
+ */
+function setUpDestination(
+  e: Engine,
+  d: DestView,
+  fd: Fd,
+  feed: FeedCode,
+  pipeSize: number,
+  watchReader = false,
+) {
   d.set("fd", fd.fd);
   if (fd.kind === "pipe") {
     growPipe(fd.fd, pipeSize);
-    if (isBlocking(fd.fd)) d.set("flags", DEST_BLOCKING_PIPE);
+    const flags = (isBlocking(fd.fd) ? DEST_BLOCKING_PIPE : 0) |
+      (watchReader ? DEST_WATCH_READER : 0);
+    d.set("flags", flags);
     d.set("pipe_size", raw.getPipeSize(fd.fd));
   }
   setFeed(e, d, feed);

@@ -63,10 +63,10 @@ fn functionsOf(comptime module: type) []const u8 {
 }
 
 fn constants() []const u8 {
-    return print("const.max_dests={d};const.dest_blocking_pipe={d};const.src_may_block={d};" ++
-        "const.hash_state_size={d};const.digest_max={d};", .{
-        engine.max_dests,   engine.dest_blocking_pipe, engine.src_may_block,
-        hash.state_size,    hash.digest_max,
+    return print("const.max_dests={d};const.dest_blocking_pipe={d};const.dest_watch_reader={d};" ++
+        "const.src_may_block={d};const.hash_state_size={d};const.digest_max={d};", .{
+        engine.max_dests,    engine.dest_blocking_pipe, engine.dest_watch_reader,
+        engine.src_may_block, hash.state_size,          hash.digest_max,
     });
 }
 

@@ -112,6 +112,9 @@ pub const Call = enum(u32) { none = 0, read = 1, write = 2, splice = 3, tee = 4,
 /// Destination flag: a pipe we may not make non-blocking (borrowed), so each
 /// write() is capped to its free room and never blocks the loop.
 pub const dest_blocking_pipe: u32 = 1;
+/// Destination flag: a pipe whose reader going away is reported (EPIPE) even
+/// while the loop waits on something else, such as an idle source.
+pub const dest_watch_reader: u32 = 2;
 /// Source flag: a borrowed fd that may block; poll() before read().
 pub const src_may_block: u32 = 1;
 
@@ -207,6 +210,7 @@ pub const Dest = extern struct {
 
 const POLLIN: i16 = 1;
 const POLLOUT: i16 = 4;
+const POLLHUP: i16 = 16;
 const SPLICE_F_MOVE: u32 = 1;
 const SPLICE_F_NONBLOCK: u32 = 2;
 const FIONREAD: u32 = 0x541B;
@@ -280,6 +284,12 @@ fn writeDest(d: *const Dest, p: [*]const u8, n: usize) isize {
         len = @min(len, @as(usize, @intCast(room)));
     }
     return sys.write(d.config.fd, p, len);
+}
+
+/// An empty pipe whose writers are all gone (poll() says POLLHUP).
+fn endOfPipe(fd: i32) bool {
+    var p = [1]sys.PollFd{.{ .fd = fd, .events = POLLIN, .revents = 0 }};
+    return sys.poll(&p, 1, 0) > 0 and p[0].revents & POLLHUP != 0 and sys.ioctl_int(fd, FIONREAD) == 0;
 }
 
 fn ready(fd: i32, events: i16) bool {
@@ -396,6 +406,8 @@ fn teeStep(job: *Job, ds: []Dest, w: *Waits, progress: *bool) ?Status {
             d.state.fed += @intCast(r);
             if (direct) d.state.done = d.state.fed;
             if (d.state.fed > s.tail) s.tail = d.state.fed;
+            // From a source pipe, bytes are taken as the first destination gets them.
+            if (from_pipe) s.taken = s.tail;
             progress.* = true;
         } else if (r == 0) {
             // Only a source pipe can be empty here: empty with no writer left is EOF.
@@ -408,6 +420,13 @@ fn teeStep(job: *Job, ds: []Dest, w: *Waits, progress: *bool) ?Status {
             if (from_pipe and sys.ioctl_int(c.stage_r, FIONREAD) == 0) {
                 w.add(c.stage_r, POLLIN);
             } else w.add(target, POLLOUT);
+        } else if (from_pipe and sys.is(r, .PIPE) and sys.ioctl_int(c.stage_r, FIONREAD) == 0) {
+            // tee() reports a reader-less target before it looks at its input;
+            // with nothing queued, nothing is lost yet: wait for bytes or the end.
+            if (endOfPipe(c.stage_r)) {
+                s.eof = true;
+                s.taken = s.head;
+            } else w.add(c.stage_r, POLLIN);
         } else return destFailed(job, d, i, .tee, r);
     }
     return null;
@@ -554,6 +573,32 @@ fn bufferStep(job: *Job, ds: []Dest, w: *Waits, progress: *bool) ?Status {
     return null;
 }
 
+const POLLERR: i16 = 8;
+
+fn watchesReader(d: *const Dest) bool {
+    return d.config.feed != .dead and d.config.flags & dest_watch_reader != 0;
+}
+
+/// Adds every live `dest_watch_reader` pipe to the wait set with no events:
+/// poll() still reports POLLERR on a pipe's write end once its last reader is
+/// gone. So a lost reader is noticed while the loop waits on something else
+/// (an idle source), not only at the next write (coreutils 9.2 tee's iopoll).
+fn watchReaders(ds: []const Dest, w: *Waits) void {
+    for (ds) |*d| if (watchesReader(d)) w.add(d.config.fd, 0);
+}
+
+/// The first live pipe destination whose reader poll() said is gone: a
+/// dest_error with EPIPE, as the next write into it would have been.
+fn readerGone(job: *Job, ds: []Dest, w: *const Waits) ?Status {
+    for (ds, 0..) |*d, i| {
+        if (!watchesReader(d)) continue;
+        for (w.fds[0..w.n]) |p| if (p.fd == d.config.fd and p.revents & POLLERR != 0) {
+            return destFailed(job, d, i, .poll, sys.fail(.PIPE));
+        };
+    }
+    return null;
+}
+
 fn finished(job: *const Job, ds: []const Dest) bool {
     if (!job.state.eof) return false;
     for (ds) |d| if (d.config.feed != .dead and d.state.done < job.state.taken) return false;
@@ -629,9 +674,11 @@ pub export fn oc_run(job: *Job, dests: [*]Dest) Status {
         if (elapsed >= c.budget_ns) return .again;
         if (progress) continue;
         if (c.wake_fd >= 0) w.add(c.wake_fd, POLLIN);
+        watchReaders(ds, &w);
         const left_ms: i32 = @intCast(@max(1, (c.budget_ns - elapsed) / 1_000_000));
         const r = sys.poll(&w.fds, w.n, left_ms);
         if (r < 0) return sourceFailed(job, .poll, r);
+        if (readerGone(job, ds, &w)) |st| return st;
         if (c.wake_fd >= 0) for (w.fds[0..w.n]) |p| {
             if (p.fd == c.wake_fd and p.revents != 0) return .woken;
         };
@@ -880,6 +927,30 @@ test "oc_run: a destination tee() cannot feed is a dest_error with EINVAL and th
     try testing.expectEqual(@as(i32, 0), job.state.err_dest);
     try testing.expectEqual(@as(i32, @intFromEnum(E.INVAL)), ds[0].state.err);
     try testing.expectEqual(Call.tee, ds[0].state.err_call);
+}
+
+test "oc_run: an output pipe whose reader left is an EPIPE dest_error while the source is idle" {
+    var src = try TestPipe.open(null); // its writer stays open: the source is idle, not at EOF
+    defer src.close();
+    var out = try TestPipe.open(null);
+    defer out.close();
+    const devnull = try openDevNull();
+    defer _ = sys.close(devnull);
+    var job: Job = undefined;
+    var ds: [1]Dest = undefined;
+    oc_job_init(&job, &ds, ds.len);
+    job.config = .{ .src_fd = src.r, .source = .pipe, .stage_r = src.r, .null_fd = devnull, .ndest = 1, .chunk = 4096, .stage_size = 65536, .budget_ns = 20_000_000 };
+    ds[0].config = .{ .fd = out.w, .feed = .tee, .flags = dest_watch_reader };
+    try testing.expectEqual(Status.again, oc_run(&job, &ds)); // idle: the budget runs out
+    _ = sys.close(out.r);
+    out.r = out.w;
+    out.w = -1;
+    job.config.budget_ns = 60_000_000_000; // would wait a minute if nobody noticed
+    const t0 = sys.nowNs();
+    try testing.expectEqual(Status.dest_error, oc_run(&job, &ds));
+    try testing.expect(sys.nowNs() - t0 < 10_000_000_000);
+    try testing.expectEqual(@as(i32, @intFromEnum(E.PIPE)), ds[0].state.err);
+    try testing.expectEqual(Call.poll, ds[0].state.err_call);
 }
 
 test "oc_run: a value outside its enum is an invalid job, and nothing runs" {

@@ -277,3 +277,55 @@ Deno.test("tee --checksum: the line sha256sum prints, so sha256sum -c can check 
     assert.match(x.err, /^[0-9a-f]{8,16} {2}-\n$/, alg);
   }
 });
+
+Deno.test("tee -p: ends (status 0) once every output pipe lost its reader, while stdin idles", async () => {
+  using dir = tempDir();
+  // The input never ends by itself before 15 s: only tee exiting early (and
+  // touching tee.exited) ends it; `timeout 10` kills a tee that waits.
+  const r = await sh(
+    `{ for i in $(seq 150); do test -f tee.exited && exit 0; sleep .1; done; } |
+       { timeout 10 onecopy tee -p 2> err && touch tee.exited; } | :`,
+    dir.path,
+  );
+  assert.equal(r.code, 0, r.err);
+  assert.ok(Deno.statSync(`${dir.path}/tee.exited`).isFile, "tee -p did not exit early");
+  assert.equal(Deno.readTextFileSync(`${dir.path}/err`), "");
+  // Not without -p: GNU notices only at the next write, and an input that then
+  // ends without a byte is a success.
+  const plain = await sh(`(sleep .3) | onecopy tee out >(true)`, dir.path);
+  assert.equal(plain.code, 0, plain.err);
+  const empty = await sh(`printf '' | onecopy tee out >(true)`, dir.path);
+  assert.equal(empty.code, 0, empty.err);
+});
+
+/** Runs a bash line with a terminal (a pty, through script(1)) as stdin, stdout and stderr. */
+function inPty(line: string, cwd: string) {
+  return sh(`script -qfec ${JSON.stringify(line)} /dev/null`, cwd);
+}
+
+Deno.test("tee --progress: moves with a pipe on stdin, % and ETA for a file, a summary at the end", async () => {
+  using dir = tempDir();
+  const pipe = await inPty(
+    "{ head -c 1M /dev/zero; sleep .6; head -c 1M /dev/zero; } | onecopy tee --progress > /dev/null",
+    dir.path,
+  );
+  assert.equal(pipe.code, 0, pipe.out);
+  assert.match(
+    pipe.out,
+    /\r\x1b\[K1\.00 MiB {2}[\d.]+ [KM]iB\/s/,
+    "progress while stdin is a pipe",
+  );
+  assert.match(
+    pipe.out,
+    /\r\x1b\[K2\.00 MiB in [\d.]+s {2}[\d.]+ \w+\/s\r?\n/,
+    "the summary stays",
+  );
+  await sh("head -c 32M /dev/zero > big", dir.path);
+  const file = await inPty("onecopy tee --progress < big | (sleep .5; cat > /dev/null)", dir.path);
+  assert.equal(file.code, 0, file.out);
+  assert.match(file.out, /\d+\.\d%  ETA \d+s/);
+  assert.match(file.out, /32\.00 MiB in [\d.]+s/);
+  // Without --progress, nothing of onecopy's own reaches the terminal.
+  const quiet = await inPty("head -c 3M /dev/zero | onecopy tee > /dev/null", dir.path);
+  assert.equal(quiet.out, "");
+});
