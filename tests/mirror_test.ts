@@ -81,6 +81,32 @@ async function peer(modes: string) {
   };
 }
 
+/** A backend process on a Unix socket. */
+async function unixPeer(path: string, modes: string) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", peerScript, `unix:${path}`, modes],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const out = new Lines(child.stdout);
+  await out.wait(1);
+  return {
+    async results(n: number) {
+      return (await out.wait(n + 1)).slice(1, n + 1).map((l) => {
+        const [, bytes, sha, end] = l.split(" ");
+        return { bytes: Number(bytes), sha, end };
+      });
+    },
+    async [Symbol.asyncDispose]() {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await child.status;
+      await out.done;
+    },
+  };
+}
+
 function portOf(url: string): number {
   return Number(url.split(":").pop());
 }
@@ -389,6 +415,79 @@ Deno.test("mirror: no fd outlives its connection over 2000 connections", async (
   await m.waitReports(total + 1);
   assert.equal(m.server.stats().active, 0);
   assert.equal(openFds(), before);
+});
+
+Deno.test("mirror: connects that hang time out: the primary's closes the client, a shadow's is skipped", async () => {
+  // A listener whose accept queue (backlog 0: one entry) is full drops further SYNs.
+  using full = await Fd.listen("tcp://127.0.0.1:0", 0);
+  using filler = await Fd.connect(full.url);
+  await using primary = await peer("sink");
+  await using m = await startMirror({ to: primary.url, shadows: [full.url], connectTimeout: 0.3 });
+  const data = patternBytes(100_000, 12);
+  await exchange(m.server.url, data);
+  assert.equal((await primary.results(1))[0].sha, sha256(data));
+  const [r] = await m.waitReports(1);
+  assert.equal(r.primary.outcome, "complete");
+  assert.deepEqual([r.shadows[0].outcome, r.shadows[0].error], ["timeout", "ETIMEDOUT"]);
+  await using dead = await startMirror({ to: full.url, connectTimeout: 0.3 });
+  const c = await Deno.connect({ hostname: "127.0.0.1", port: portOf(dead.server.url) });
+  const t0 = Date.now();
+  assert.equal(await c.read(new Uint8Array(1)).catch((e) => e.code), null);
+  assert.ok(Date.now() - t0 < 5000, `${Date.now() - t0} ms`);
+  c.close();
+  assert.equal((await dead.waitReports(1))[0].primary.outcome, "timeout");
+  void filler;
+});
+
+Deno.test("mirror: Unix sockets on every side", async () => {
+  using dir = tempDir();
+  const primary = await unixPeer(`${dir.path}/p.sock`, "echo");
+  const shadow = await unixPeer(`${dir.path}/s.sock`, "sink");
+  try {
+    await using m = await startMirror({
+      listen: `unix:${dir.path}/m.sock`,
+      to: `unix:${dir.path}/p.sock`,
+      shadows: [`unix:${dir.path}/s.sock`],
+      maxLag: 64 * MiB,
+    });
+    assert.equal(m.server.url, `unix:${dir.path}/m.sock`);
+    const data = patternBytes(3 * MiB, 13);
+    const conn = await Deno.connect({ transport: "unix", path: `${dir.path}/m.sock` });
+    const reply = (async () =>
+      sha256(new Uint8Array(await new Response(conn.readable).arrayBuffer())))();
+    for (let off = 0; off < data.length;) off += await conn.write(data.subarray(off));
+    await conn.closeWrite();
+    assert.equal(await reply, sha256(data));
+    assert.equal((await shadow.results(1))[0].sha, sha256(data));
+    const [r] = await m.waitReports(1);
+    assert.equal(r.client, "unix");
+    assert.equal(r.shadows[0].outcome, "complete");
+  } finally {
+    await primary[Symbol.asyncDispose]();
+    await shadow[Symbol.asyncDispose]();
+  }
+  // close() removed the listening socket's file, so the address can be used again.
+  assert.throws(() => Deno.statSync(`${dir.path}/m.sock`), Deno.errors.NotFound);
+});
+
+Deno.test("mirror: past --max-connections clients wait in the backlog, then are served", async () => {
+  await using primary = await peer("echo");
+  await using m = await startMirror({ to: primary.url, maxConnections: 2, threads: 1 });
+  const port = portOf(m.server.url);
+  const held = await Promise.all([1, 2].map(() => Deno.connect({ hostname: "127.0.0.1", port })));
+  for (const c of held) await c.write(new Uint8Array([1]));
+  for (const c of held) await c.read(new Uint8Array(1));
+  // A third client connects (the kernel completes it) but is not served yet.
+  const third = await Deno.connect({ hostname: "127.0.0.1", port });
+  await third.write(new Uint8Array([3]));
+  const echoed = third.read(new Uint8Array(1));
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(m.server.stats().accepted, 2);
+  held[0].close();
+  assert.equal(await echoed, 1);
+  assert.equal(m.server.stats().accepted, 3);
+  held[1].close();
+  third.close();
 });
 
 // ---- the command ---------------------------------------------------------------------
