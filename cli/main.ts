@@ -9,7 +9,8 @@
  */
 
 import { Exit, help, UsageError, version } from "./usage.ts";
-import { tee } from "./tee.ts";
+import { sigpipeStatus, tee } from "./tee.ts";
+import { dieOfSigpipe } from "../lib/internal.ts";
 import { send } from "./send.ts";
 import { recv } from "./recv.ts";
 import { mirrorCommand } from "./mirror.ts";
@@ -75,4 +76,9 @@ export async function main(args: string[]): Promise<number> {
   }
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) {
+  const code = await main(Deno.args);
+  // As GNU tee: a broken pipe is a death by SIGPIPE (the exit status is the fallback).
+  if (code === sigpipeStatus) dieOfSigpipe();
+  Deno.exit(code);
+}

@@ -48,12 +48,12 @@ function errnoOf(e: unknown): number | undefined {
   return e instanceof OnecopyError ? e.errno : undefined;
 }
 
-/** `NAME: Strerror`, or the error's own message when it has no errno. */
-function describe(name: string, e: unknown): string {
+/** `NAME: Strerror`, or the error's own message (after `NAME: ` unless it names it already). */
+function describe(name: string | undefined, e: unknown): string {
   const errno = errnoOf(e);
-  if (errno !== undefined) return `${name}: ${strerror(errno)}`;
+  if (name !== undefined && errno !== undefined) return `${name}: ${strerror(errno)}`;
   const message = e instanceof Error ? e.message : String(e);
-  return message.startsWith(`${name}: `) ? message : `${name}: ${message}`;
+  return name === undefined || message.startsWith(`${name}: `) ? message : `${name}: ${message}`;
 }
 
 /**
@@ -131,7 +131,7 @@ export async function tee(
   const how = method(values.method);
   const append = values.append ?? false;
   let code: number = Exit.ok;
-  const fail = (name: string, e: unknown) => {
+  const fail = (name: string | undefined, e: unknown) => {
     err(`onecopy: ${describe(name, e)}`);
     code = Exit.failed;
   };
@@ -182,7 +182,7 @@ async function copy(
   o: {
     algorithm: ReturnType<typeof checksum>;
     how: ReturnType<typeof method>;
-    fail: (name: string, e: unknown) => void;
+    fail: (name: string | undefined, e: unknown) => void;
     ignoreInterrupts?: boolean;
     progress?: boolean;
   },
@@ -213,7 +213,9 @@ async function copy(
   } catch (e) {
     if (e instanceof DOMException && e.name === "AbortError") throw e;
     progress?.done();
-    o.fail("read error", e);
+    // The source's syscall failing is GNU's "read error"; anything else says what it is.
+    if (e instanceof OnecopyError) o.fail("read error", e);
+    else o.fail(undefined, e);
     return { sigpipe: false };
   } finally {
     interrupt.release();

@@ -66,7 +66,7 @@ MODE determines behavior with write errors on the outputs:
 The default MODE for the -p option is 'warn-nopipe'.
 With "nopipe" modes, exit immediately if all outputs become broken pipes.
 The default operation when --output-error is not specified, is to
-exit immediately on error writing to a pipe (status 141, as SIGPIPE would),
+exit immediately on error writing to a pipe (by SIGPIPE, status 141),
 and diagnose errors writing to non pipe outputs.
 
 A FILE may also be tcp://HOST:PORT or unix:PATH (write ./unix:PATH for a file

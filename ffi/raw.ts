@@ -362,6 +362,25 @@ export function restoreSignal(signo: number, old: Uint8Array): void {
   check(shim().oc_sigaction(signo, old, null), "rt_sigaction");
 }
 
+export const SIGPIPE = 13;
+
+/**
+ * Ends the process by SIGPIPE, as a C program that writes into a pipe with no
+ * reader does: the parent sees WIFSIGNALED (a shell, status 141). Deno ignores
+ * SIGPIPE, so its default action is put back first (an all-zero sigaction is
+ * SIG_DFL), then a write into a reader-less pipe of our own raises it on this
+ * thread. Returns only if the signal is blocked here.
+ */
+export function dieOfSigpipe(): void {
+  restoreSignal(SIGPIPE, new Uint8Array(32));
+  const [r, w] = pipe2();
+  close(r);
+  try {
+    write(w, new Uint8Array(1));
+  } catch { /* EPIPE: the signal did not end us */ }
+  close(w);
+}
+
 /** What statx(2) tells about an fd or a path. */
 export interface Stat {
   type: FileType;

@@ -329,3 +329,26 @@ Deno.test("tee --progress: moves with a pipe on stdin, % and ETA for a file, a s
   const quiet = await inPty("head -c 3M /dev/zero | onecopy tee > /dev/null", dir.path);
   assert.equal(quiet.out, "");
 });
+
+Deno.test("tee: the broken pipe is a death by SIGPIPE, as GNU tee's (a parent sees the signal)", async () => {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("../cli/main.ts", import.meta.url).pathname, "tee"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  const reader = child.stdout.getReader();
+  await writer.write(new Uint8Array(4096));
+  await reader.read();
+  await reader.cancel(); // closes our read end of tee's stdout
+  // Bytes keep coming until tee is gone (then the write fails: EPIPE for us).
+  for (let i = 0; i < 1000; i++) {
+    if (!(await writer.write(new Uint8Array(65536)).then(() => true, () => false))) break;
+  }
+  const status = await child.status;
+  await writer.close().catch(() => {});
+  const err = await new Response(child.stderr).text();
+  assert.equal(status.signal, "SIGPIPE", `code ${status.code}: ${err}`);
+  assert.equal(err, "");
+});
