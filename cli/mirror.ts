@@ -100,8 +100,8 @@ export function mirrorOptions(args: string[]): MirrorOptions & { json: boolean }
   }
   const method = values.method;
   if (method !== undefined) {
-    if (method !== "auto" && method !== "copy") {
-      throw new UsageError(`unknown method '${method}' (use auto, copy)`);
+    if (method !== "auto" && method !== "copy" && method !== "splice") {
+      throw new UsageError(`unknown method '${method}' (use auto, copy, splice)`);
     }
     options.method = method;
   }

@@ -11,7 +11,7 @@ export const MAX_SHADOWS = 8;
 
 /** `struct Loop`. */
 export const LOOP = {
-  size: 1296,
+  size: 1304,
   fields: {
     epoll_fd: [0, "i32"],
     listen_fd: [4, "i32"],
@@ -50,6 +50,7 @@ export const LOOP = {
     group: [1280, "u64"],
     group_len: [1288, "u32"],
     group_index: [1292, "u32"],
+    method: [1296, "u32"],
   },
 } as const;
 

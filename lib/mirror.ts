@@ -35,7 +35,7 @@ import { parseTarget, resolveHost, sockaddrIp, sockaddrUnix } from "./addr.ts";
 export type OnLag = "disconnect" | "block";
 
 /** How the mirror moves bytes. See `MIRROR_METHODS` for the measurements behind `auto`. */
-export type MirrorMethod = "auto" | "copy";
+export type MirrorMethod = "auto" | "copy" | "splice";
 
 /** How one endpoint's part of a connection ended. */
 export type EndpointOutcome =
@@ -159,7 +159,13 @@ export interface MirrorStats {
  * per shadow backlog (a pipe's capacity is pages, and pipe pages are a shared
  * per-user budget).
  */
-export const MIRROR_METHODS: Record<MirrorMethod, "copy"> = { auto: "copy", copy: "copy" };
+export const MIRROR_METHODS: Record<MirrorMethod, "copy" | "splice"> = {
+  auto: "copy",
+  copy: "copy",
+  splice: "splice",
+};
+
+const methodCodes = { copy: 0, splice: 1 } as const;
 
 /** One loop per CPU, at most 4: each loop is one thread moving bytes. */
 function defaultThreads(): number {
@@ -230,7 +236,9 @@ function checkOptions(o: MirrorOptions): void {
     throw new TypeError(`onLag must be "disconnect" or "block", not ${JSON.stringify(o.onLag)}`);
   }
   if (o.method !== undefined && !(o.method in MIRROR_METHODS)) {
-    throw new TypeError(`method must be "auto" or "copy", not ${JSON.stringify(o.method)}`);
+    throw new TypeError(
+      `method must be "auto", "copy" or "splice", not ${JSON.stringify(o.method)}`,
+    );
   }
 }
 
@@ -282,7 +290,7 @@ export class MirrorServer {
   /** The listening address, with the real port when 0 was asked. */
   readonly url: string;
   /** The data path that runs (`auto` resolved). */
-  readonly method: "copy";
+  readonly method: "copy" | "splice";
   /** How many event loops (threads) serve connections. */
   readonly threads: number;
   readonly #options: MirrorOptions;
@@ -334,6 +342,7 @@ export class MirrorServer {
         L.set("report_cap", reportCap);
         L.set("listen_tcp", listener.url.startsWith("tcp:") ? 1 : 0);
         L.set("accept_batch", this.threads > 1 ? 4 : 64);
+        L.set("method", methodCodes[this.method]);
         L.set("max_lag", options.maxLag ?? MiB);
         L.set("window", window);
         L.set("connect_timeout_ns", Math.round((options.connectTimeout ?? 5) * 1e9));

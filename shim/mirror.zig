@@ -129,6 +129,17 @@ pub const Loop = extern struct {
     group: u64,
     group_len: u32,
     group_index: u32,
+    /// `Method`: how bytes move.
+    method: u32,
+    _pad2: u32,
+};
+
+/// The data paths (see `flowStep` and `spliceStep`).
+pub const Method = enum(u32) {
+    /// read() into the flow's ring, write() to each sink.
+    copy = 0,
+    /// splice() into a stage pipe, tee() to each shadow's pipe, splice() out.
+    splice = 1,
 };
 
 /// One loop of a group, as the others see it.
@@ -193,6 +204,12 @@ const Endpoint = struct {
     done: u64 = 0,
     /// connect() deadline (monotonic ns).
     deadline: u64 = 0,
+    /// splice path, shadows only: the shadow's own pipe (its backlog), its
+    /// capacity, and the bytes tee()d into it.
+    pipe_r: i32 = -1,
+    pipe_w: i32 = -1,
+    pipe_cap: u64 = 0,
+    fed: u64 = 0,
 };
 
 /// Bytes from one source endpoint to a set of sinks, through a ring.
@@ -208,6 +225,9 @@ const Flow = struct {
     cap_fd: i32 = -1,
     cap_done: u64 = 0,
     hash: Xxh64 = Xxh64.init(0),
+    /// splice path: the stage pipe that holds the current round.
+    pipe_r: i32 = -1,
+    pipe_w: i32 = -1,
 };
 
 const Conn = struct {
@@ -220,6 +240,8 @@ const Conn = struct {
     /// Every fd closed; waiting to be reported.
     finished: bool = false,
     mirrored: bool = false,
+    /// This connection moves bytes by the splice path.
+    spliced: bool = false,
     capture_errno: i32 = 0,
     id: u64 = 0,
     start_ns: u64 = 0,
@@ -279,6 +301,11 @@ const SO_LINGER: usize = 13;
 const IPPROTO_TCP: usize = 6;
 const TCP_NODELAY: usize = 1;
 const SHUT_WR: usize = 1;
+const F_SETPIPE_SZ: usize = 1031;
+const F_GETPIPE_SZ: usize = 1032;
+const FIONREAD: u32 = 0x541B;
+const SPLICE_F_MOVE: u32 = 1;
+const SPLICE_F_NONBLOCK: u32 = 2;
 const ETIMEDOUT: i32 = 110;
 const PROT_RW: u32 = 3;
 const MAP_PRIVATE_ANON_NORESERVE: u32 = 0x02 | 0x20 | 0x4000;
@@ -446,18 +473,57 @@ fn closeEp(L: *Loop, c: *Conn, i: usize, outcome: Outcome, err: i32, reset: bool
         if (reset) closeReset(e.fd) else _ = sys.close(e.fd);
     }
     e.fd = -1;
+    closePipe(&e.pipe_r, &e.pipe_w);
     if (e.state == .connecting or e.state == .open) {
         e.outcome = outcome;
         e.err = err;
+        if (isShadow(i)) switch (outcome) {
+            .lagged_out => L.shadow_dropped += 1,
+            .refused, .timeout, .reset, .failed => L.shadow_failed += 1,
+            else => {},
+        };
     }
     e.state = .closed;
     e.readable = false;
     e.writable = false;
-    if (isShadow(i)) switch (outcome) {
-        .lagged_out => L.shadow_dropped += 1,
-        .refused, .timeout, .reset, .failed => L.shadow_failed += 1,
-        else => {},
-    };
+}
+
+fn closePipe(r: *i32, w: *i32) void {
+    if (r.* >= 0) _ = sys.close(r.*);
+    if (w.* >= 0) _ = sys.close(w.*);
+    r.* = -1;
+    w.* = -1;
+}
+
+/// A non-blocking pipe grown towards `size` (the kernel may refuse: EPERM past
+/// pipe-max-size or the user's pipe pages); returns its capacity, 0 on failure.
+fn openPipe(r: *i32, w: *i32, size: u64) u64 {
+    var fds: [2]i32 = undefined;
+    if (sys.pipe2(&fds, SOCK_NONBLOCK | O_CLOEXEC) < 0) return 0;
+    r.* = fds[0];
+    w.* = fds[1];
+    _ = sys.call(.fcntl, .{ sys.arg(fds[1]), F_SETPIPE_SZ, @as(usize, @intCast(@min(size, 1 << 30))) });
+    const cap = sys.call(.fcntl, .{ sys.arg(fds[1]), F_GETPIPE_SZ, 0 });
+    return if (cap > 0) @intCast(cap) else 0;
+}
+
+/// The splice path's pipes: a stage per flow, one pipe per shadow sized to
+/// max_lag. On any failure (out of fds or pipe pages) the connection uses the
+/// copy path instead.
+fn openPipes(L: *const Loop, c: *Conn) bool {
+    for (&c.flows) |*f| if (openPipe(&f.pipe_r, &f.pipe_w, L.window) == 0) return false;
+    for (first_shadow..max_eps) |i| {
+        if (c.flows[0].sinks & (@as(u16, 1) << @intCast(i)) == 0) continue;
+        const e = &c.ep[i];
+        e.pipe_cap = openPipe(&e.pipe_r, &e.pipe_w, L.max_lag);
+        if (e.pipe_cap == 0) return false;
+    }
+    return true;
+}
+
+fn closePipes(c: *Conn) void {
+    for (&c.flows) |*f| closePipe(&f.pipe_r, &f.pipe_w);
+    for (&c.ep) |*e| closePipe(&e.pipe_r, &e.pipe_w);
 }
 
 /// The client is gone (reset, or a write to it failed): reset everyone.
@@ -610,6 +676,95 @@ fn flowStep(L: *Loop, st: *State, c: *Conn, f: *Flow, progress: *bool, moved: *u
     releaseIfEmpty(L, st, c, f);
 }
 
+/// The splice path of a flow. A round is what the stage pipe holds: the
+/// source is splice()d into it only once the essential sink (the primary, or
+/// the client for replies) has taken the last round, because tee() always
+/// copies from the head of the stage. Each shadow gets the whole round by one
+/// tee() into its own pipe, or none of it: with too little room it is dropped
+/// (`disconnect`) or the round waits (`block`). Then the essential sink gets
+/// the round by splice(), and each shadow's pipe is spliced to its socket.
+/// SPLICE_F_NONBLOCK everywhere: a blocking splice from a socket waits to
+/// fill the whole length.
+fn spliceStep(L: *Loop, c: *Conn, f: *Flow, progress: *bool, moved: *u64) void {
+    const s = &c.ep[f.src];
+    const ess: usize = if (f.src == client) primary else client;
+    const e = &c.ep[ess];
+    if (!f.eof and s.state == .open and s.readable and alive(e) and e.done == f.tail) {
+        // A round must fit every shadow's pipe, or no shadow could ever take it.
+        var len: u64 = L.window;
+        for (first_shadow..max_eps) |i| {
+            if (f.sinks & (@as(u16, 1) << @intCast(i)) != 0 and alive(&c.ep[i])) len = @min(len, c.ep[i].pipe_cap);
+        }
+        const r = sys.splice(s.fd, f.pipe_w, @intCast(len), SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (r > 0) {
+            f.tail += @intCast(r);
+            moved.* += @intCast(r);
+            if (f.src == client) L.bytes_in += @intCast(r);
+            progress.* = true;
+        } else if (r == 0) {
+            const err = socketError(s.fd);
+            if (err != 0) return epFailed(L, c, f.src, -@as(isize, err));
+            f.eof = true;
+            s.rd_eof = true;
+            progress.* = true;
+        } else if (sys.is(r, .AGAIN)) {
+            s.readable = false;
+        } else return epFailed(L, c, f.src, r);
+    }
+    var all_fed = true;
+    for (first_shadow..max_eps) |i| {
+        if (f.sinks & (@as(u16, 1) << @intCast(i)) == 0) continue;
+        const sh = &c.ep[i];
+        if (!alive(sh) or sh.fed == f.tail) continue;
+        const need = f.tail - sh.fed;
+        const queued = sys.ioctl_int(sh.pipe_w, FIONREAD);
+        const room = if (queued < 0) 0 else sh.pipe_cap -| @as(u64, @intCast(queued));
+        const r = if (room >= need) sys.tee(f.pipe_r, sh.pipe_w, @intCast(need), SPLICE_F_NONBLOCK) else 0;
+        if (r > 0 and r == need) {
+            sh.fed = f.tail;
+            progress.* = true;
+        } else if (L.on_lag == @intFromEnum(OnLag.block) and r <= 0) {
+            all_fed = false; // the round waits for this shadow's pipe to drain
+        } else {
+            // A short tee cannot be continued (it would copy the head again): dropped.
+            closeEp(L, c, i, .lagged_out, 0, true);
+            progress.* = true;
+        }
+    }
+    if (all_fed and e.state == .open and e.writable and e.done < f.tail) {
+        const r = sys.splice(f.pipe_r, e.fd, @intCast(f.tail - e.done), SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (r > 0) {
+            e.done += @intCast(r);
+            if (ess == client) L.bytes_out += @intCast(r);
+            progress.* = true;
+        } else if (sys.is(r, .AGAIN) or r == 0) {
+            e.writable = false;
+        } else epFailed(L, c, ess, r);
+    }
+    for (0..max_eps) |i| {
+        if (f.sinks & (@as(u16, 1) << @intCast(i)) == 0) continue;
+        const sh = &c.ep[i];
+        if (sh.state != .open) continue;
+        if (isShadow(i) and sh.writable and sh.done < sh.fed) {
+            const r = sys.splice(sh.pipe_r, sh.fd, @intCast(sh.fed - sh.done), SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (r > 0) {
+                sh.done += @intCast(r);
+                progress.* = true;
+            } else if (sys.is(r, .AGAIN) or r == 0) {
+                sh.writable = false;
+            } else {
+                epFailed(L, c, i, r);
+                continue;
+            }
+        }
+        if (sh.state == .open and f.eof and sh.done == f.tail and !sh.wr_shut) {
+            _ = sys.call(.shutdown, .{ sys.arg(sh.fd), SHUT_WR });
+            sh.wr_shut = true;
+            progress.* = true;
+        }
+    }
+}
+
 /// Shadows past max_lag are dropped (`disconnect`): reset, so that the shadow
 /// cannot mistake a cut stream for a complete one.
 fn dropLagging(L: *Loop, c: *Conn, f: *const Flow) void {
@@ -668,8 +823,9 @@ fn pump(L: *Loop, st: *State, slot: u32) void {
     var moved: u64 = 0;
     while (!c.finished) {
         var progress = false;
-        flowStep(L, st, c, &c.flows[0], &progress, &moved);
-        flowStep(L, st, c, &c.flows[1], &progress, &moved);
+        for (&c.flows) |*f| {
+            if (c.spliced) spliceStep(L, c, f, &progress, &moved) else flowStep(L, st, c, f, &progress, &moved);
+        }
         drainShadows(L, st, c, &progress);
         if (!progress) break;
         if (moved >= pump_quota) {
@@ -718,6 +874,7 @@ fn finish(L: *Loop, st: *State, slot: u32) void {
         if (f.buf != 0) bufRelease(L, st, f.buf, f.cap);
         f.buf = 0;
     }
+    closePipes(c);
     c.finished = true;
     c.end_ns = realtimeNs();
     c.next = nil;
@@ -805,6 +962,11 @@ fn newConn(L: *Loop, st: *State, fd: i32, addr: []const u8) void {
             openCapture(L, c, &c.flows[0], "c2s");
             openCapture(L, c, &c.flows[1], "s2c");
         }
+    }
+    // A capture is written and hashed from the ring: captured connections copy.
+    if (L.method == @intFromEnum(Method.splice) and c.flows[0].cap_fd < 0 and c.flows[1].cap_fd < 0) {
+        c.spliced = openPipes(L, c);
+        if (!c.spliced) closePipes(c);
     }
     enqueue(st, slot);
 }
