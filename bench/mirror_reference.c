@@ -216,8 +216,8 @@ static void serve_backend(int c, void *arg) {
       if (r < 0 && errno == EINTR) continue;
       if (r <= 0) goto done;
       got += r;
+      total += r;
     }
-    total += got;
     for (int i = 0; i < 8; i++) h[i] = got >> (56 - 8 * i);
     if (write_all(c, (char *)h, 8) < 0) goto done;
   }
