@@ -21,8 +21,9 @@
  * ONECOPY_MIRROR_BENCH_ROUNDS (5), ONECOPY_MIRROR_BENCH_TOOLS
  * (direct,relay,relay-splice,haproxy,socat,mirror), ONECOPY_MIRROR_BENCH_VARIANTS
  * (`;`-separated sets of extra `onecopy mirror` flags, one group of rows each;
- * default `;--max-lag 64M`: the defaults, and a backlog that a healthy shadow
- * on a busy 2-core box doesn't outgrow during a 1 GiB upload),
+ * default `;--method splice;--max-lag 64M`: the defaults, the splice data
+ * path, and a backlog that a healthy shadow on a busy 2-core box doesn't
+ * outgrow during a 1 GiB upload),
  * ONECOPY_MIRROR_BENCH_LIFETIME (900 s: every process it starts is gone by
  * then, even if this harness is killed), ONECOPY_MIRROR_BENCH_CLI (the
  * onecopy entry point to run, default this checkout's cli/main.ts).
@@ -76,9 +77,8 @@ export function configFromEnv(env = Deno.env.toObject()): MirrorBenchConfig {
     pingSeconds: whole("PING_SECONDS", 30),
     rounds: whole("ROUNDS", 5),
     tools,
-    variants: (env.ONECOPY_MIRROR_BENCH_VARIANTS ?? ";--max-lag 64M").split(";").map((x) =>
-      x.trim()
-    ),
+    variants: (env.ONECOPY_MIRROR_BENCH_VARIANTS ?? ";--method splice;--max-lag 64M").split(";")
+      .map((x) => x.trim()),
     lifetime: whole("LIFETIME", 900),
   };
 }
@@ -487,6 +487,19 @@ async function rounds(
   return results;
 }
 
+/** Peak RSS over the whole run of the one-process proxies (a forking one's parent says nothing). */
+function peakRss(setups: Setup[]): string {
+  const peaks = setups.filter((s) => s.kind === "haproxy" || s.kind === "mirror").map((s) => {
+    let kib: string | undefined;
+    try {
+      const status = Deno.readTextFileSync(`/proc/${s.service?.cpuPid()}/status`);
+      kib = /VmHWM:\s*(\d+)/.exec(status)?.[1];
+    } catch { /* gone: "?" */ }
+    return `${s.name} ${kib ? (Number(kib) / 1024).toFixed(0) : "?"}`;
+  });
+  return `Peak RSS (MiB) over the whole run: ${peaks.join(", ")}.`;
+}
+
 function loadavg(): string {
   return Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
 }
@@ -548,6 +561,29 @@ function uploadTable(res: Results, setups: Setup[], c: Case): string {
     "",
     "| set-up | GB/s | × C relay (same shadows) | × HAProxy | proxy CPU s/GB | shadow |",
     "| --- | --- | --- | --- | --- | --- |",
+    ...rows,
+    "",
+  ].join("\n");
+}
+
+/** Every set-up on one line: medians of each case (the README's table). */
+function summaryTable(res: Results, setups: Setup[], cases: Case[]): string {
+  const uploads = cases.filter((c) => c.kind === "upload");
+  const ping = cases.find((c) => c.kind === "ping")!;
+  const short = (c: Case) => `${c.conns}×${c.bytes / MiB} MiB`;
+  const rows = setups.map((s) => {
+    const shadow = s.shadow === "none" ? "" : uploads.map((c) => shadowCell(res, s, c)).join(", ");
+    return `| ${s.name} | ${
+      uploads.map((c) => fmt(medianOf(res, s.name, c, (x) => x.gbps))).join(" | ")
+    } | ${applies(s, ping) ? fmt(medianOf(res, s.name, ping, (x) => x.p50), 1) : ""} | ${
+      applies(s, ping) ? fmt(medianOf(res, s.name, ping, (x) => x.p99), 1) : ""
+    } | ${shadow} |`;
+  });
+  return [
+    `| set-up | ${
+      uploads.map((c) => `${short(c)} GB/s`).join(" | ")
+    } | ping p50 µs | ping p99 µs | shadow (${uploads.map(short).join(", ")}) |`,
+    `| --- | ${uploads.map(() => "---").join(" | ")} | --- | --- | --- |`,
     ...rows,
     "",
   ].join("\n");
@@ -678,6 +714,7 @@ export async function mirrorCompare(cfg: MirrorBenchConfig = configFromEnv()): P
       { name: `ping: ${cfg.pings} 1-byte round trips`, kind: "ping", conns: 1, bytes: 1 },
     ];
     const res = await rounds(bin, cfg, b, setups, cases);
+    notes.push(peakRss(setups));
     const text = report(cfg, setups, cases, res, notes, loadBefore);
     await Deno.mkdir(`${here}results`, { recursive: true });
     await Deno.writeTextFile(`${here}results/mirror.md`, text);
@@ -718,6 +755,9 @@ function report(
     "cut short (dropped).",
     ...notes.map((x) => `- ${x}`),
     "",
+    "Summary (medians):",
+    "",
+    summaryTable(res, setups, cases),
     ...cases.map((c) =>
       c.kind === "upload" ? uploadTable(res, setups, c) : pingTable(res, setups, c)
     ),
