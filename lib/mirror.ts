@@ -150,14 +150,26 @@ export interface MirrorStats {
 }
 
 /**
- * The data paths the mirror has, and what `auto` takes. Measured here
- * (2026-11-25, loopback, 2 cores) with a forking C relay, one 1 GiB upload:
- * read()+write() 2.8–3.2 GB/s (2.1–2.2 with one shadow); socket→pipe splice +
- * tee + splice 1.5–2.5 (1.7). A socket's bytes are already stable once read,
- * so `copy` reads each byte once into the connection's ring and writes it to
- * the primary and each shadow: one user-space copy, and a precise byte bound
- * per shadow backlog (a pipe's capacity is pages, and pipe pages are a shared
- * per-user budget).
+ * The data paths the mirror has, and what `auto` takes. A socket's bytes are
+ * stable once read, so the choice is speed and bounds. Measured side by side
+ * (bench/mirror_compare.ts, 2026-11-25, loopback, 2 cores; medians of 5
+ * interleaved rounds; load average 11-20 from other work, so read these as
+ * "no difference"), GB/s, copy vs splice:
+ *
+ * | case                               | copy | splice | proxy CPU s/GB copy, splice |
+ * | ---------------------------------- | ---- | ------ | --------------------------- |
+ * | one 512 MiB upload                 | 1.49 | 1.69   | 0.26, 0.26                  |
+ * | + one shadow                       | 1.23 | 1.31   | 0.28, 0.34                  |
+ * | 8 parallel 32 MiB uploads          | 0.99 | 0.97   | 0.30, 0.30                  |
+ * | + one shadow                       | 0.95 | 1.02   | 0.41, 0.34                  |
+ * | 1-byte ping p50 (µs)               | 28.9 | 30.0   |                             |
+ *
+ * The C relays of the same run: read()+write() 1.60 and splice 1.36 GB/s on
+ * the single upload (the lead's earlier, quieter measurement: 2.8–3.2 vs
+ * 1.5–2.5). With no measured gain from splice, `auto` is `copy`: it bounds a
+ * shadow's backlog in bytes (splice: in pipe slots too, so a fragmented
+ * stream drops a shadow sooner), needs no pipes (pipe pages are a per-user
+ * budget: pipe-user-pages-soft), and serves `--capture` from the same ring.
  */
 export const MIRROR_METHODS: Record<MirrorMethod, "copy" | "splice"> = {
   auto: "copy",
