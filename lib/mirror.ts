@@ -202,6 +202,20 @@ function u64(view: DataView, off: number): number {
   return Number(view.getBigUint64(off, true));
 }
 
+/** RFC 5952 text of 8 groups: the longest run of two or more zero groups becomes `::`. */
+export function ipv6Text(groups: number[]): string {
+  let best = { at: -1, len: 1 };
+  for (let i = 0; i < 8;) {
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > best.len) best = { at: i, len: j - i };
+    i = j === i ? i + 1 : j;
+  }
+  const hex = (g: number[]) => g.map((x) => x.toString(16)).join(":");
+  if (best.at < 0) return hex(groups);
+  return `${hex(groups.slice(0, best.at))}::${hex(groups.slice(best.at + best.len))}`;
+}
+
 /** `HOST:PORT` of a sockaddr_in/in6, `unix` for anything else. */
 export function formatSockaddr(addr: Uint8Array): string {
   if (addr.length < 2) return "unix";
@@ -211,11 +225,8 @@ export function formatSockaddr(addr: Uint8Array): string {
     return `${addr.subarray(4, 8).join(".")}:${view.getUint16(2, false)}`;
   }
   if (family === raw.AF_INET6 && addr.length >= 24) {
-    const groups = Array.from(
-      { length: 8 },
-      (_, i) => view.getUint16(8 + 2 * i, false).toString(16),
-    );
-    return `[${groups.join(":").replace(/\b(?:0:){2,}/, ":")}]:${view.getUint16(2, false)}`;
+    const groups = Array.from({ length: 8 }, (_, i) => view.getUint16(8 + 2 * i, false));
+    return `[${ipv6Text(groups)}]:${view.getUint16(2, false)}`;
   }
   return "unix";
 }
@@ -458,9 +469,10 @@ export class MirrorServer {
       try {
         this.#options.onConnection?.(report);
       } catch (err) {
-        queueMicrotask(() => {
-          throw err; // the callback's own error: surface it, don't stop the mirror
-        });
+        // Rethrowing would end the process under the running loops: say it, go on.
+        console.error(
+          `onecopy mirror: onConnection threw: ${err instanceof Error ? err.stack : err}`,
+        );
       }
     }
   }

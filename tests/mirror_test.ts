@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { Checksum, type ConnectionReport, Fd, mirror, type MirrorOptions } from "../mod.ts";
 import * as raw from "../ffi/raw.ts";
-import { parseBytes } from "../lib/mirror.ts";
+import { ipv6Text, parseBytes } from "../lib/mirror.ts";
 import { expectedMirrorLayout } from "../ffi/mirror_layout.ts";
 import { parseLayout } from "../ffi/layout.ts";
 import { mirrorLayoutText } from "../ffi/mirror.ts";
@@ -163,6 +163,14 @@ async function startMirror(options: Omit<MirrorOptions, "listen"> & { listen?: s
 
 Deno.test("mirror: the shim's layouts match ffi/mirror_layout.ts", () => {
   assert.deepEqual(parseLayout(mirrorLayoutText()), expectedMirrorLayout());
+});
+
+Deno.test("mirror: IPv6 client addresses print in RFC 5952 form", () => {
+  assert.equal(ipv6Text([0, 0, 0, 0, 0, 0, 0, 1]), "::1");
+  assert.equal(ipv6Text([0x2001, 0xdb8, 0, 0, 1, 0, 0, 1]), "2001:db8::1:0:0:1");
+  assert.equal(ipv6Text([0x2001, 0xdb8, 0, 1, 1, 1, 1, 1]), "2001:db8:0:1:1:1:1:1");
+  assert.equal(ipv6Text([0, 0, 0, 0, 0, 0, 0, 0]), "::");
+  assert.equal(ipv6Text([0xfe80, 0, 0, 0, 0, 0, 0, 0]), "fe80::");
 });
 
 Deno.test("mirror: byte counts take K/M/G suffixes", () => {
