@@ -39,7 +39,8 @@ export function describeValue(value: unknown): string {
   if (ArrayBuffer.isView(value)) return `a ${name ?? "typed array"} of ${value.byteLength} bytes`;
   if (Array.isArray(value)) return `an array of ${value.length}`;
   if (typeof value === "function") return `a function`;
-  return name && name !== "Object" ? `a ${name}` : "a plain object";
+  if (!name || name === "Object") return "a plain object";
+  return `${/^[AEIOU]/.test(name) ? "an" : "a"} ${name}`;
 }
 
 function isFsFile(value: unknown): boolean {

@@ -18,6 +18,7 @@
 import * as raw from "../ffi/raw.ts";
 import { hasCode } from "../ffi/errors.ts";
 import { Fd, growPipe, waitMs } from "./fd.ts";
+import { describeValue } from "./specs.ts";
 
 const maxChunk = 1 << 20;
 
@@ -77,7 +78,7 @@ export class StreamSource {
         if (this.#stopped) return;
         if (done) break;
         if (!(value instanceof Uint8Array)) {
-          throw new TypeError(`the source stream gave ${typeof value}, not a Uint8Array chunk`);
+          throw new TypeError(`a chunk is ${describeValue(value)}, not a Uint8Array`);
         }
         await this.#write(value);
       }
@@ -107,6 +108,7 @@ export class StreamSource {
     this.#stopped = true;
     const cancelled = this.#reader.cancel(reason).catch(() => {});
     await within(2 * waitMs, Promise.all([cancelled, this.#pumping]));
+    this.#reader.releaseLock(); // the caller may look at the stream again
     this.#w.close();
     this.fd.close();
   }
@@ -182,6 +184,7 @@ export class StreamDestination {
   async finish(): Promise<void> {
     this.fd.close();
     await this.#draining;
+    this.#writer.releaseLock();
     this.#r.close();
   }
 
@@ -190,6 +193,7 @@ export class StreamDestination {
     if (!this.#stopped && !this.error) this.#writer.abort(reason).catch(() => {});
     this.#stopped = true;
     await within(2 * waitMs, this.#draining);
+    this.#writer.releaseLock();
     this.fd.close();
     this.#r.close();
   }

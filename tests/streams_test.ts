@@ -79,6 +79,10 @@ Deno.test("an async iterable source; an empty stream gives empty destinations", 
   const report = await fanout(generate(), [`${dir.path}/a`]);
   assert.equal(report.bytes, data.length);
   assert.equal(sha256(Deno.readFileSync(`${dir.path}/a`)), sha256(data));
+  const source = ReadableStream.from([new Uint8Array(3)]);
+  const used = collector();
+  await fanout(source, [used.stream]);
+  assert.ok(!source.locked && !used.stream.locked, "both streams are released at the end");
   const sink = collector();
   const empty = await fanout(ReadableStream.from([]), [`${dir.path}/b`, sink.stream]);
   assert.equal(empty.bytes, 0);
@@ -178,7 +182,10 @@ Deno.test("a source stream that errors rejects fanout(), aborting the WritableSt
   assert.match(String(reason), /connection reset/);
   assert.equal(openFds(), before);
   const bad = ReadableStream.from(["not bytes"] as unknown as Uint8Array[]);
-  await assert.rejects(fanout(bad, [`${dir.path}/b`]), /gave string, not a Uint8Array/);
+  await assert.rejects(
+    fanout(bad, [`${dir.path}/b`]),
+    /a chunk is the string "not bytes", not a Uint8Array/,
+  );
 });
 
 Deno.test("abort while the source stream is silent: rejects at once and cancels the stream", async () => {
