@@ -13,7 +13,7 @@ import {
   type Method,
   methods,
 } from "../mod.ts";
-import { parseTarget } from "../lib/internal.ts";
+import { parseTarget, printable } from "../lib/internal.ts";
 import { UsageError } from "./usage.ts";
 
 /** parseArgs, with its errors turned into one-line usage errors. */
@@ -26,6 +26,20 @@ export function parse<const O extends Record<string, OptionSpec>>(
     if (err instanceof ArgsError) throw new UsageError(err.message);
     throw err;
   }
+}
+
+/**
+ * Deno hands the arguments over already decoded from UTF-8, each invalid byte
+ * replaced by U+FFFD: the real file name is gone, and writing to the replaced
+ * one would write somewhere else. Such an argument is refused.
+ */
+export function checkEncoding(args: string[]): void {
+  const bad = args.find((a) => a.includes("\uFFFD"));
+  if (bad === undefined) return;
+  throw new UsageError(
+    `argument ${printable(bad)} is not valid UTF-8 (or holds U+FFFD): ` +
+      "onecopy cannot name that file; rename it or go through a symlink",
+  );
 }
 
 /** Checks `--method`. */
@@ -72,12 +86,27 @@ export function jsonReport(report: FanoutReport): string {
     stable: report.stable,
     checksum: report.checksum,
     seconds: Number(report.seconds.toFixed(6)),
+    ...(report.error ? { error: report.error.message } : {}),
     destinations: report.destinations.map((d) => ({
       target: d.target,
       bytes: d.bytes,
       ...(d.error ? { error: d.error.message } : {}),
     })),
   });
+}
+
+/** The `--json` report of a fan-out that failed before moving a byte (its source did not open, say). */
+export function jsonFailure(error: unknown, targets: string[]): string {
+  return JSON.stringify({
+    bytes: 0,
+    error: error instanceof Error ? error.message : String(error),
+    destinations: targets.map((target) => ({ target, bytes: 0 })),
+  });
+}
+
+/** Whether a fan-out ended because SIGINT (or another abort) interrupted it. */
+export function isAbort(error: unknown): boolean {
+  return error instanceof DOMException && error.name === "AbortError";
 }
 
 /** The size of a regular file, for percent and ETA; undefined otherwise. */

@@ -14,7 +14,8 @@ import { dieOfSigpipe } from "../lib/internal.ts";
 import { send } from "./send.ts";
 import { recv } from "./recv.ts";
 import { mirrorCommand } from "./mirror.ts";
-import { loadShim, PermissionError } from "../lib/internal.ts";
+import { ignoreSignal, loadShim, PermissionError, SIGXFSZ } from "../lib/internal.ts";
+import { checkEncoding, isAbort } from "./common.ts";
 
 const encoder = new TextEncoder();
 const line = (stream: { writeSync(p: Uint8Array): number }) => (text: string) => {
@@ -38,6 +39,18 @@ function helpOf([name, ...extra]: string[]): number {
   return Exit.ok;
 }
 
+/**
+ * Deno's first listener for a signal takes an fd (and Deno panics when there is
+ * none left, as after opening many outputs under `ulimit -n`): take it now,
+ * while there are fds. Removed at once, SIGINT keeps its default until a
+ * command listens.
+ */
+function warmSignals(): void {
+  const nothing = () => {};
+  Deno.addSignalListener("SIGINT", nothing);
+  Deno.removeSignalListener("SIGINT", nothing);
+}
+
 /** Runs the command line `args`; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args;
@@ -59,8 +72,15 @@ export async function main(args: string[]): Promise<number> {
       out(help[name]);
       return Exit.ok;
     }
+    checkEncoding(rest);
     // Load the shim first: a missing permission is then one message, before any file is opened.
-    if (!rest.some((a) => a === "--help" || a === "--version")) loadShim();
+    if (!rest.some((a) => a === "--help" || a === "--version")) {
+      loadShim();
+      warmSignals();
+      // A write past `ulimit -f` then fails with EFBIG on its one destination
+      // instead of killing onecopy (and every other destination with it).
+      ignoreSignal(SIGXFSZ);
+    }
     return await commands[name](rest, out, err);
   } catch (e) {
     if (e instanceof UsageError) {
@@ -69,7 +89,7 @@ export async function main(args: string[]): Promise<number> {
       // GNU tee's usage errors exit 1; a drop-in must too. The other commands keep 2.
       return command === "tee" ? Exit.failed : Exit.usage;
     }
-    if (e instanceof DOMException && e.name === "AbortError") return Exit.interrupted;
+    if (isAbort(e)) return Exit.interrupted;
     if (e instanceof PermissionError) err(e.message); // it starts with "onecopy needs"
     else err(`onecopy: ${e instanceof Error ? e.message : String(e)}`);
     return Exit.failed;

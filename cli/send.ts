@@ -11,6 +11,8 @@ import {
   destinations,
   fileSize,
   interruptSignal,
+  isAbort,
+  jsonFailure,
   jsonReport,
   method,
   parse,
@@ -59,14 +61,19 @@ export async function send(
       signal: interrupt.signal,
       onProgress: (n) => progress.update(n),
     }));
+  } catch (e) {
+    if (values.json && !isAbort(e) && !(e instanceof UsageError)) out(jsonFailure(e, to));
+    throw e;
   } finally {
     progress.done();
     interrupt.release();
   }
+  if (report.error) err(`onecopy: ${report.error.message}`);
   const failed = report.destinations.filter((d) => d.error);
   for (const d of failed) err(`onecopy: ${describeFailure(d.target, d.error)}`);
   if (values.json) out(jsonReport(report));
-  // The line sha256sum prints (`HEX  FILE`), so that `sha256sum -c` can check it.
-  else if (report.checksum) out(`${report.checksum.hex}  ${input}`);
-  return failed.length ? Exit.failed : Exit.ok;
+  // The line sha256sum prints (`HEX  FILE`), so that `sha256sum -c` can check it; none
+  // for a source that failed part way: that checksum is not the source's.
+  else if (report.checksum && !report.error) out(`${report.checksum.hex}  ${input}`);
+  return report.error || failed.length ? Exit.failed : Exit.ok;
 }

@@ -15,7 +15,15 @@
 import { fanout, type FanoutReport, Fd, OnecopyError } from "../mod.ts";
 import { errnoText, F_GETFL, fcntl, O_RDWR, parseTarget, statx } from "../lib/internal.ts";
 import { argmatch, ArgsError } from "./args.ts";
-import { checksum, interruptSignal, jsonReport, method, parse, reportOf } from "./common.ts";
+import {
+  checksum,
+  interruptSignal,
+  isAbort,
+  jsonReport,
+  method,
+  parse,
+  reportOf,
+} from "./common.ts";
 import { Progress } from "./progress.ts";
 import { Exit, help, UsageError, version } from "./usage.ts";
 
@@ -167,7 +175,7 @@ export async function tee(
     if (run.sigpipe) return sigpipeStatus;
     if (run.report === undefined) return Exit.failed;
     if (stdoutClosed && run.report.bytes > 0) fail("standard output", new OnecopyError("write", 9));
-    if (run.report.checksum) err(`${run.report.checksum.hex}  -`);
+    if (run.report.checksum && !run.report.error) err(`${run.report.checksum.hex}  -`);
     if (values.json) err(jsonReport(run.report));
     return code;
   } finally {
@@ -209,9 +217,10 @@ async function copy(
       },
     }));
     progress?.done(report.bytes);
+    if (report.error) o.fail("read error", report.error); // stdin failed part way
     return { report, sigpipe };
   } catch (e) {
-    if (e instanceof DOMException && e.name === "AbortError") throw e;
+    if (isAbort(e)) throw e;
     progress?.done();
     // The source's syscall failing is GNU's "read error"; anything else says what it is.
     if (e instanceof OnecopyError) o.fail("read error", e);

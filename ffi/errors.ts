@@ -113,7 +113,7 @@ export class OnecopyError extends Error {
   /** `what` says what was being done (a path, a destination); optional. */
   constructor(syscall: string, errno: number, what?: string, options?: ErrorOptions) {
     super(
-      `${what ? `${what}: ` : ""}${errnoText(errno)} (${syscall}: ${errnoName(errno)})`,
+      `${what ? `${printable(what)}: ` : ""}${errnoText(errno)} (${syscall}: ${errnoName(errno)})`,
       options,
     );
     this.name = "OnecopyError";
@@ -121,6 +121,15 @@ export class OnecopyError extends Error {
     this.errno = errno;
     this.syscall = syscall;
   }
+}
+
+/**
+ * `text` (a path, say) as it can stand in a one-line message: quoted with JSON
+ * escapes when it holds a control character such as a newline, else as it is.
+ */
+export function printable(text: string): string {
+  // deno-lint-ignore no-control-regex
+  return /[\x00-\x1f\x7f]/.test(text) ? JSON.stringify(text) : text;
 }
 
 /** Whether `err` is an `OnecopyError` with this symbolic code, e.g. `"EAGAIN"`. */

@@ -18,7 +18,7 @@ type Fields = Record<string, readonly [offset: number, kind: Kind]>;
  * `oc_job_init` set the defaults) and its `state` (the loop's: only read here).
  */
 export const JOB = {
-  size: 1192,
+  size: 1208,
   fields: {
     // config
     src_fd: [0, "i32"],
@@ -36,20 +36,22 @@ export const JOB = {
     map_len: [64, "u64"],
     buf: [72, "u64"],
     budget_ns: [80, "u64"],
+    poll_fds: [88, "u64"],
+    poll_cap: [96, "u64"],
     // state
-    taken: [88, "u64"],
-    tail: [96, "u64"],
-    head: [104, "u64"],
-    round_start: [112, "u64"],
-    round_end: [120, "u64"],
-    round_ptr: [128, "u64"],
-    map: [136, "u64"],
-    map_off: [144, "u64"],
-    eof: [152, "u8"],
-    err_dest: [156, "i32"],
-    err: [160, "i32"],
-    err_call: [164, "u32"],
-    hash_state: [168, "u8"],
+    taken: [104, "u64"],
+    tail: [112, "u64"],
+    head: [120, "u64"],
+    round_start: [128, "u64"],
+    round_end: [136, "u64"],
+    round_ptr: [144, "u64"],
+    map: [152, "u64"],
+    map_off: [160, "u64"],
+    eof: [168, "u8"],
+    err_dest: [172, "i32"],
+    err: [176, "i32"],
+    err_call: [180, "u32"],
+    hash_state: [184, "u8"],
   },
 } as const satisfies { size: number; fields: Fields };
 
@@ -123,8 +125,15 @@ export const CALLS = [
   "ioctl",
 ] as const;
 
-/** The most `Dest`s one job may have (`max_dests`), the checksum tap included. */
-export const MAX_DESTS = 64;
+/**
+ * `Job.poll_fds` needs room for this many `struct pollfd`s (8 bytes each) for
+ * `ndest` destinations, the checksum tap included (`pollSlots` in the shim).
+ */
+export function pollSlots(ndest: number): number {
+  return POLL_SLOTS_PER_DEST * ndest + POLL_SLOTS_BASE;
+}
+const POLL_SLOTS_PER_DEST = 2;
+const POLL_SLOTS_BASE = 4;
 
 /** Checksum algorithms by `enum Alg` (shim/hash.zig). */
 export const HashAlg = { none: 0, sha256: 1, xxh64: 2, xxh3: 3, crc32c: 4 } as const;
@@ -200,7 +209,8 @@ export function expectedLayout(): Map<string, string> {
     for (const [key, value] of Object.entries(values)) out.set(`enum.${name}.${key}`, `${value}`);
   }
   const constants = {
-    max_dests: MAX_DESTS,
+    poll_slots_per_dest: POLL_SLOTS_PER_DEST,
+    poll_slots_base: POLL_SLOTS_BASE,
     dest_blocking_pipe: DEST_BLOCKING_PIPE,
     dest_watch_reader: DEST_WATCH_READER,
     src_may_block: SRC_MAY_BLOCK,

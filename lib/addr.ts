@@ -84,7 +84,7 @@ export async function resolveHost(host: string, signal?: AbortSignal): Promise<I
   const [addr, zone] = host.split("%");
   const v6 = parseIPv6(addr);
   if (zone !== undefined) {
-    if (!v6) throw new TypeError(`${host}: a %zone is only valid on an IPv6 address`);
+    if (!v6) throw new TypeError(`a %zone is only valid on an IPv6 address, not ${addr}`);
     return { family: AF_INET6, bytes: v6, scope: interfaceIndex(zone, host) };
   }
   const v4 = parseIPv4(host);
@@ -117,7 +117,7 @@ function interfaceIndex(zone: string, host: string): number {
       return Number(Deno.readTextFileSync(`/sys/class/net/${zone}/ifindex`).trim());
     }
   } catch { /* no such interface (or no --allow-read): said below */ }
-  throw new TypeError(`${host}: no network interface named '${zone}'`);
+  throw new TypeError(`no network interface named '${zone}' (the zone of ${host})`);
 }
 
 /** A `struct sockaddr_in` or `sockaddr_in6` for an address and port. */

@@ -7,7 +7,7 @@
  */
 
 import * as raw from "../ffi/raw.ts";
-import { OnecopyError } from "../ffi/errors.ts";
+import { hasCode, OnecopyError, printable } from "../ffi/errors.ts";
 import { hashJobBegin, hashJobEnd, initJob, releaseRun, runBatch } from "../ffi/engine.ts";
 import {
   CALLS,
@@ -18,7 +18,7 @@ import {
   Feed,
   JOB,
   type JobView,
-  MAX_DESTS,
+  pollSlots,
   Source,
   SRC_MAY_BLOCK,
   Status,
@@ -41,7 +41,7 @@ import { type ChecksumAlgorithm, checksumCode, hex } from "./checksum.ts";
 import { checkSpecs, type DestinationSpec, isStreamSource, type SourceSpec } from "./specs.ts";
 import { StreamDestination, StreamSource } from "./streams.ts";
 import { borrowBuffer, returnBuffers } from "./buffers.ts";
-import { fitsSmallPath, runSmall } from "./small.ts";
+import { fitsSmallPath, runSmall, smallFileLimit } from "./small.ts";
 
 export type { DestinationSpec, SourceSpec };
 
@@ -101,6 +101,11 @@ export interface FanoutReport {
   destinations: DestinationReport[];
   /** Wall-clock seconds. */
   seconds: number;
+  /**
+   * Why the source failed, if it did part way: the destinations then hold the
+   * first `bytes` only (their own counts say so), and the promise rejects.
+   */
+  error?: Error;
 }
 
 /**
@@ -126,7 +131,10 @@ export class FanoutError extends Error {
   /** Wraps a report that has at least one failed destination. */
   constructor(report: FanoutReport) {
     const failed = report.destinations.filter((d) => d.error);
-    super(failed.map((d) => describeFailure(d.target, d.error)).join("; "));
+    const lines = failed.map((d) => describeFailure(d.target, d.error));
+    super([...(report.error ? [report.error.message] : []), ...lines].join("; "), {
+      cause: report.error,
+    });
     this.name = "FanoutError";
     this.report = report;
   }
@@ -135,7 +143,8 @@ export class FanoutError extends Error {
 /** `target: why`, without repeating the target when the error already names it. */
 export function describeFailure(target: string, error: Error | undefined): string {
   const message = error?.message ?? "failed";
-  return message.startsWith(`${target}: `) ? message : `${target}: ${message}`;
+  const name = printable(target);
+  return message.startsWith(`${name}: `) ? message : `${name}: ${message}`;
 }
 
 const MiB = 1 << 20;
@@ -273,11 +282,29 @@ function truncateOrRefuse(
   const id = fileIdentity(fd);
   if (id !== undefined && id === source) {
     return new Error(
-      `${fd.label}: is the source file; refusing to write it (input file is output file)`,
+      `${
+        printable(fd.label)
+      }: is the source file; refusing to write it (input file is output file)`,
     );
   }
   if (id !== undefined && typeof spec === "string" && !append) raw.ftruncate(fd.fd, 0);
   return undefined;
+}
+
+let fileSizeHolders = 0;
+let fileSizeAction: Uint8Array | undefined;
+
+/**
+ * A write past `ulimit -f` raises SIGXFSZ, whose default kills the process (and
+ * every other destination with it). While any fan-out with a file destination
+ * runs, it is ignored: that write fails with EFBIG on its one destination. The
+ * previous action is put back when the last such fan-out ends.
+ */
+function ignoreFileSizeSignal(): () => void {
+  if (fileSizeHolders++ === 0) fileSizeAction = raw.ignoreSignal(raw.SIGXFSZ);
+  return () => {
+    if (--fileSizeHolders === 0 && fileSizeAction) raw.restoreSignal(raw.SIGXFSZ, fileSizeAction);
+  };
 }
 
 /** Closes with a reset (SO_LINGER 0) the sockets that did not get the whole stream. */
@@ -311,13 +338,87 @@ function isBlocking(fd: number): boolean {
   return (raw.fcntl(fd, raw.F_GETFL) & raw.O_NONBLOCK) === 0;
 }
 
-/** A non-blocking pipe of our own, grown to `size`: [read end, write end]. */
-function privatePipe(size: number, owned: Owned, label: string): [number, number] {
+/** A non-blocking pipe of our own, grown to `size` (0: left as it is): [read end, write end]. */
+function privatePipe(size: number, owned: Owned, label: string): [Fd, Fd] {
   const [r, w] = raw.pipe2(raw.O_CLOEXEC | raw.O_NONBLOCK);
-  owned.fd(r, label);
-  owned.fd(w, label);
-  growPipe(w, size);
-  return [r, w];
+  const ends: [Fd, Fd] = [
+    owned.add(new Fd(r, { owned: true, label, kind: "pipe" })),
+    owned.add(new Fd(w, { owned: true, label, kind: "pipe" })),
+  ];
+  if (size > 0) growPipe(w, size);
+  return ends;
+}
+
+/**
+ * The fds the loop itself needs, opened before any destination, so that
+ * running out of fds fails destinations (each by its own name), never the
+ * transfer on a file the user never named. Any of them may be missing (-1, or
+ * no stage) when there were none left: the plan then falls back to `copy`,
+ * which needs none (without the eventfd, an abort is seen at the end of a
+ * batch, within ~50 ms).
+ */
+interface OwnFds {
+  nullFd: number;
+  wakeFd: number;
+  stage?: [Fd, Fd];
+}
+
+function openOwnFds(src: Fd, options: FanoutOptions, owned: Owned): OwnFds {
+  const nullFd = ifFdsLeft(() => owned.fd(raw.open("/dev/null", raw.O_WRONLY), "/dev/null"));
+  const wakeFd = ifFdsLeft(() => owned.fd(raw.eventfd(), "eventfd"));
+  const noStage = src.kind === "pipe" || options.method === "copy" ||
+    options.method === "mmap-write";
+  const stage = noStage
+    ? undefined
+    : ifFdsLeft(() => privatePipe(options.pipeSize ?? MiB, owned, "stage pipe"));
+  return { nullFd: nullFd ?? -1, wakeFd: wakeFd ?? -1, stage };
+}
+
+/** `open()`'s result, or undefined when the process (or system) has no fd left. */
+function ifFdsLeft<T>(open: () => T): T | undefined {
+  try {
+    return open();
+  } catch (err) {
+    if (hasCode(err, "EMFILE") || hasCode(err, "ENFILE")) return undefined;
+    throw err;
+  }
+}
+
+/** Whether `src` may take the small path (`fitsSmallPath` decides once the destinations are known). */
+function smallCandidate(src: Fd, spec: SourceSpec, options: FanoutOptions): boolean {
+  const method = options.method ?? "auto";
+  return typeof spec === "string" && src.owned && src.kind === "file" &&
+    (method === "auto" || method === "copy") && raw.statx(src.fd).size <= smallFileLimit;
+}
+
+/** Whether the fds a plan needs of its own are there (see `OwnFds`). */
+function hasOwnFds(plan: Plan, own: OwnFds): boolean {
+  if (plan.source === Source.pipe) return own.nullFd >= 0;
+  if (usesStage(plan.source)) return own.nullFd >= 0 && own.stage !== undefined;
+  return true;
+}
+
+/**
+ * A branch pipe (left at its default size: `setFeed` grows it) for every feed
+ * that needs one, the checksum tap's last; undefined, with none kept, when
+ * the fds run out.
+ */
+function takeBranches(plan: Plan, withTap: boolean, owned: Owned) {
+  const feeds = withTap ? [...plan.feeds, plan.hashFeed] : plan.feeds;
+  const taken: ([Fd, Fd] | undefined)[] = [];
+  for (const feed of feeds) {
+    if (!feedsFromBranch(feed)) {
+      taken.push(undefined);
+      continue;
+    }
+    const pipe = ifFdsLeft(() => privatePipe(0, owned, "branch pipe"));
+    if (!pipe) {
+      taken.forEach((b) => b?.forEach((end) => end.close()));
+      return undefined;
+    }
+    taken.push(pipe);
+  }
+  return taken;
 }
 
 /**
@@ -378,13 +479,16 @@ export async function fanout(
   try {
     options.signal?.throwIfAborted();
     const src = await openSource(source, options, owned, streams);
+    if (options.method === "mmap-write" && !mappable(src)) options = { ...options, method: "copy" };
+    // The loop's own fds come before the destinations' (a small file that takes
+    // the synchronous path needs none: for it they wait until known to be needed).
+    let own = smallCandidate(src, source, options) ? undefined : openOwnFds(src, options, owned);
     const opened = await Promise.allSettled(
       destinations.map((d, i) => openDestination(d, targetOf(d, i), options, owned, streams)),
     );
     options.signal?.throwIfAborted(); // nothing was truncated yet
     const sourceId = fileIdentity(src);
     const append = options.append ?? false;
-    if (options.method === "mmap-write" && !mappable(src)) options = { ...options, method: "copy" };
     const fulfilled = opened.flatMap((r) => (r.status === "fulfilled" ? [{ fd: r.value }] : []));
     const smallPath = fitsSmallPath(
       src,
@@ -410,9 +514,16 @@ export async function fanout(
         return { target, bytes: 0, error: asError(err) };
       }
     });
-    const small = smallPath ? runSmall(src, live, options, truncateLater) : undefined;
-    if (smallPath && !small) truncateLater.forEach((fd) => raw.ftruncate(fd.fd, 0)); // it grew
-    const run = small ?? await runEngine(src, live, options, owned, streams);
+    const release = live.some((d) => d.fd.kind === "file") ? ignoreFileSizeSignal() : undefined;
+    let run;
+    try {
+      const small = smallPath ? runSmall(src, live, options, truncateLater) : undefined;
+      if (smallPath && !small) truncateLater.forEach((fd) => raw.ftruncate(fd.fd, 0)); // it grew
+      own ??= openOwnFds(src, options, owned);
+      run = small ?? await runEngine(src, live, options, owned, streams, own);
+    } finally {
+      release?.();
+    }
     await streams.end(true);
     for (const { fd, report } of live) {
       const dest = streams.dests.get(fd);
@@ -423,7 +534,7 @@ export async function fanout(
     whole = true;
     const report: FanoutReport = { ...run, destinations: reports, seconds: 0 };
     report.seconds = (performance.now() - started) / 1000;
-    if (reports.some((d) => d.error)) throw new FanoutError(report);
+    if (report.error || reports.some((d) => d.error)) throw new FanoutError(report);
     return report;
   } catch (err) {
     failure = err;
@@ -480,21 +591,38 @@ async function runEngine(
   options: FanoutOptions,
   owned: Owned,
   streams: Streams,
+  own: OwnFds,
 ): Promise<Omit<FanoutReport, "destinations" | "seconds">> {
-  const plan = choosePlan(options.method ?? "auto", src.kind, live.map((d) => d.fd.kind));
-  const engine = allocate(plan, live.length, options.checksum !== undefined, owned);
+  const kinds = live.map((d) => d.fd.kind);
+  const withTap = options.checksum !== undefined;
+  let plan = choosePlan(options.method ?? "auto", src.kind, kinds);
+  let branches = hasOwnFds(plan, own) ? takeBranches(plan, withTap, owned) : undefined;
+  if (!branches) { // too few fds for pipes: copy needs none
+    plan = choosePlan("copy", src.kind, kinds);
+    branches = [];
+  }
+  const engine = allocate(plan, live.length, withTap, owned);
   const pipeSize = options.pipeSize ?? MiB;
-  setUpSource(engine, src, pipeSize);
+  setUpSource(engine, src, pipeSize, own);
   live.forEach(({ fd }, k) =>
-    setUpDestination(engine, engine.dests[k], fd, plan.feeds[k], pipeSize, options.watchReaders)
+    setUpDestination(
+      engine,
+      engine.dests[k],
+      fd,
+      plan.feeds[k],
+      pipeSize,
+      options.watchReaders,
+      branches[k],
+    )
   );
-  if (options.checksum) setUpTap(engine, options.checksum);
+  if (options.checksum) setUpTap(engine, options.checksum, branches[live.length]);
   const reports = live.map((d) => d.report);
   const wake = engine.job.get("wake_fd");
-  streams.start(() => raw.write(wake, eventfdOne));
+  streams.start(() => wake >= 0 && raw.write(wake, eventfdOne));
   try {
-    await drive(engine, src, reports, options, () => afterBatch(engine, live, streams, options));
-    return finish(engine, reports, options.checksum);
+    const between = () => afterBatch(engine, live, streams, options);
+    const failure = await drive(engine, src, reports, options, between);
+    return { ...finish(engine, reports, options.checksum), ...(failure ? { error: failure } : {}) };
   } finally {
     // drive() has awaited every batch: the shim holds no pointer into these any more.
     returnBuffers(engine.keep);
@@ -502,14 +630,17 @@ async function runEngine(
   }
 }
 
+/** An error whose message names `target` (a syscall error carries no name of its own). */
+function named(err: unknown, target: string): Error {
+  if (err instanceof OnecopyError && !err.message.startsWith(`${printable(target)}: `)) {
+    return new OnecopyError(err.syscall, err.errno, target, { cause: err });
+  }
+  return asError(err);
+}
+
 /** The shared structs for `count` destinations (and a tap), at the shim's defaults. */
 function allocate(plan: Plan, count: number, withTap: boolean, owned: Owned): Engine {
   const total = count + (withTap ? 1 : 0);
-  if (total > MAX_DESTS) {
-    throw new RangeError(
-      `fanout() takes at most ${MAX_DESTS} destinations (a checksum counts as one), not ${total}`,
-    );
-  }
   const jobBytes = new Uint8Array(JOB.size);
   const destBytes = new Uint8Array(DEST.size * Math.max(total, 1));
   initJob(jobBytes, destBytes, total);
@@ -520,6 +651,10 @@ function allocate(plan: Plan, count: number, withTap: boolean, owned: Owned): En
   );
   const dests = all.slice(0, count);
   const tap = withTap ? all[count] : undefined;
+  // The loop's poll set lives here, sized for this many destinations: no fixed limit.
+  const polls = new Uint8Array(8 * pollSlots(total));
+  job.set("poll_fds", address(polls));
+  job.set("poll_cap", pollSlots(total));
   return {
     plan,
     jobBytes,
@@ -530,7 +665,7 @@ function allocate(plan: Plan, count: number, withTap: boolean, owned: Owned): En
     tap,
     stageSize: 0,
     chunk: 0,
-    keep: [],
+    keep: [polls],
     owned,
   };
 }
@@ -541,8 +676,8 @@ function scratch(e: Engine): number {
 }
 
 /** Where the stable copy comes from: the source itself (a pipe), a stage pipe, a buffer. */
-function setUpSource(e: Engine, src: Fd, pipeSize: number): void {
-  const { job, plan, owned } = e;
+function setUpSource(e: Engine, src: Fd, pipeSize: number, own: OwnFds): void {
+  const { job, plan } = e;
   job.set("src_fd", src.fd);
   job.set("source", plan.source);
   e.stageSize = pipeSize;
@@ -553,16 +688,17 @@ function setUpSource(e: Engine, src: Fd, pipeSize: number): void {
     e.stageSize = raw.getPipeSize(src.fd);
     if (e.stageSize < pipeSize) e.stageSize = growPipe(src.fd, pipeSize);
   } else if (usesStage(plan.source)) {
-    const [r, w] = privatePipe(pipeSize, owned, "stage pipe");
-    job.set("stage_r", r);
-    job.set("stage_w", w);
-    e.stageSize = raw.getPipeSize(w);
+    const [r, w] = own.stage!; // hasOwnFds() made sure
+    job.set("stage_r", r.fd);
+    job.set("stage_w", w.fd);
+    e.stageSize = raw.getPipeSize(w.fd);
   }
+  if (own.stage && job.get("stage_w") !== own.stage[1].fd) own.stage.forEach((end) => end.close());
   e.chunk = Math.min(MiB, e.stageSize);
   job.set("stage_size", e.stageSize);
   job.set("chunk", e.chunk);
-  job.set("null_fd", owned.fd(raw.open("/dev/null", raw.O_WRONLY), "/dev/null"));
-  job.set("wake_fd", owned.fd(raw.eventfd(), "eventfd"));
+  job.set("null_fd", own.nullFd);
+  job.set("wake_fd", own.wakeFd);
   job.set("budget_ns", budgetNs);
   job.set("map_len", windowBytes);
   if (src.kind === "file") job.set("src_size", raw.statx(src.fd).size);
@@ -573,8 +709,9 @@ function setUpSource(e: Engine, src: Fd, pipeSize: number): void {
 }
 
 /**
- * A destination's fd and feed; a borrowed pipe is grown, capped if it blocks,
- * and watched for its reader going away if asked.
+ * A destination's fd and feed (with its branch pipe if one was taken); a
+ * borrowed pipe is grown, capped if it blocks, and watched for its reader
+ * going away if asked.
  */
 function setUpDestination(
   e: Engine,
@@ -583,6 +720,7 @@ function setUpDestination(
   feed: FeedCode,
   pipeSize: number,
   watchReader = false,
+  branch?: [Fd, Fd],
 ) {
   d.set("fd", fd.fd);
   if (fd.kind === "pipe") {
@@ -592,24 +730,25 @@ function setUpDestination(
     d.set("flags", flags);
     d.set("pipe_size", raw.getPipeSize(fd.fd));
   }
-  setFeed(e, d, feed);
+  setFeed(e, d, feed, branch);
 }
 
 /** The checksum tap: no fd (-1), its feed hashes the stable copy (or a branch of it). */
-function setUpTap(e: Engine, algorithm: ChecksumAlgorithm): void {
+function setUpTap(e: Engine, algorithm: ChecksumAlgorithm, branch?: [Fd, Fd]): void {
   e.job.set("hash_alg", checksumCode(algorithm));
   hashJobBegin(e.jobBytes);
-  setFeed(e, e.tap!, e.plan.hashFeed);
+  setFeed(e, e.tap!, e.plan.hashFeed, branch);
 }
 
 /** Sets how `d` is fed, giving it the branch pipe and scratch buffer that feed needs. */
-function setFeed(e: Engine, d: DestView, feed: FeedCode): void {
+function setFeed(e: Engine, d: DestView, feed: FeedCode, reserved?: [Fd, Fd]): void {
   d.set("feed", feed);
   if (feedsFromBranch(feed) && d.get("branch_w") < 0) {
-    const [r, w] = privatePipe(e.stageSize, e.owned, "branch pipe");
-    d.set("branch_r", r);
-    d.set("branch_w", w);
-  }
+    const [r, w] = reserved ?? privatePipe(e.stageSize, e.owned, "branch pipe");
+    if (reserved) growPipe(w.fd, e.stageSize);
+    d.set("branch_r", r.fd);
+    d.set("branch_w", w.fd);
+  } else reserved?.forEach((end) => end.close());
   if (feedsThroughScratch(feed) && !d.get("scratch")) {
     d.set("scratch", scratch(e));
     d.set("scratch_cap", e.chunk);
@@ -637,9 +776,11 @@ function afterBatch(e: Engine, live: Live[], streams: Streams, options: FanoutOp
 
 /**
  * Runs the shim's loop batch by batch until the transfer is done, and decides
- * what each error means: the source failing ends it; a destination that cannot
- * splice falls back to copying once; any other destination error drops that
- * destination (or stops everything if `onDestinationError` says so).
+ * what each error means: the source failing ends it (returned, so the report
+ * still says how far each destination got); a destination that cannot splice
+ * falls back to copying once; any other destination error drops that
+ * destination (or stops everything if `onDestinationError` says so: the ones
+ * cut short then carry the error `stopped`).
  */
 async function drive(
   e: Engine,
@@ -647,27 +788,27 @@ async function drive(
   reports: DestinationReport[],
   options: FanoutOptions,
   between: () => boolean = () => false,
-): Promise<void> {
+): Promise<Error | undefined> {
   const fellBack = new Set<DestView>();
   const wake = e.job.get("wake_fd");
-  const onAbort = () => raw.write(wake, eventfdOne);
+  const onAbort = () => wake >= 0 && raw.write(wake, eventfdOne);
   options.signal?.addEventListener("abort", onAbort);
   try {
     for (;;) {
       const status = await runBatch(e.jobBytes, e.destBytes);
       options.signal?.throwIfAborted();
-      if (between()) return; // a stream side failed: it says whether to go on
+      if (between()) return undefined; // a stream side failed: it says whether to go on
       options.onProgress?.(bytesDone(e));
       switch (status) {
         case Status.done:
-          return;
+          return undefined;
         case Status.again:
         case Status.woken:
           continue;
         case Status.source_error:
-          throw new OnecopyError(CALLS[e.job.get("err_call")], e.job.get("err"), src.label);
+          return new OnecopyError(CALLS[e.job.get("err_call")], e.job.get("err"), src.label);
         case Status.source_shrank:
-          throw new Error(`${src.label}: the source shrank during the transfer`);
+          return new Error(`${printable(src.label)}: the source shrank during the transfer`);
         case Status.invalid_job:
           throw new Error("the native engine rejected the job (a bug in onecopy)");
       }
@@ -679,21 +820,38 @@ async function drive(
         ? new Error(`${call}() accepted no bytes`)
         : undefined;
       if (d === e.tap) throw error ?? new OnecopyError(call, errno, "checksum tap");
-      if (!error && !fellBack.has(d) && shouldFallBack(d.get("feed"), call, errno)) {
-        fellBack.add(d); // this fd cannot splice: copy out of a branch instead
-        setFeed(e, d, Feed.branch_copy);
-        continue;
-      }
-      d.set("feed", Feed.dead);
       const report = reports[e.dests.indexOf(d)];
       report.error = error ?? new OnecopyError(call, errno, report.target);
-      if (options.onDestinationError?.(report.target, report.error) === "stop") return;
-      if (e.dests.every((x) => x.get("feed") === Feed.dead)) return;
+      if (!error && !fellBack.has(d) && shouldFallBack(d.get("feed"), call, errno)) {
+        fellBack.add(d); // this fd cannot splice: copy out of a branch instead
+        try {
+          setFeed(e, d, Feed.branch_copy);
+          report.error = undefined;
+          continue;
+        } catch (err) { // no fd for the branch pipe: this destination fails
+          report.error = named(err, report.target);
+        }
+      }
+      d.set("feed", Feed.dead);
+      if (options.onDestinationError?.(report.target, report.error) === "stop") {
+        stopOthers(e, reports, report.error);
+        return undefined;
+      }
+      if (e.dests.every((x) => x.get("feed") === Feed.dead)) return undefined;
     }
   } finally {
     options.signal?.removeEventListener("abort", onAbort);
     releaseRun(e.jobBytes);
   }
+}
+
+/** After a "stop": every destination still running is cut short, and says so. */
+function stopOthers(e: Engine, reports: DestinationReport[], cause: Error): void {
+  e.dests.forEach((d, k) => {
+    if (d.get("feed") === Feed.dead) return;
+    d.set("feed", Feed.dead);
+    reports[k].error = new Error("stopped", { cause });
+  });
 }
 
 /** Bytes that every live destination has received. */

@@ -8,8 +8,8 @@
 
 export { describeFailure } from "./fanout.ts";
 export { parseTarget } from "./addr.ts";
-export { errnoText, hasCode } from "../ffi/errors.ts";
-export { dieOfSigpipe, F_GETFL, fcntl, O_RDWR, statx } from "../ffi/raw.ts";
+export { errnoText, hasCode, printable } from "../ffi/errors.ts";
+export { dieOfSigpipe, F_GETFL, fcntl, ignoreSignal, O_RDWR, SIGXFSZ, statx } from "../ffi/raw.ts";
 export { parseBytes } from "./mirror.ts";
 export { raiseFileLimit } from "../ffi/mirror.ts";
 export { loadShim } from "../ffi/raw.ts";

@@ -63,10 +63,13 @@ fn functionsOf(comptime module: type) []const u8 {
 }
 
 fn constants() []const u8 {
-    return print("const.max_dests={d};const.dest_blocking_pipe={d};const.dest_watch_reader={d};" ++
+    return print("const.poll_slots_per_dest={d};const.poll_slots_base={d};" ++
+        "const.dest_blocking_pipe={d};const.dest_watch_reader={d};" ++
         "const.src_may_block={d};const.hash_state_size={d};const.digest_max={d};", .{
-        engine.max_dests,    engine.dest_blocking_pipe, engine.dest_watch_reader,
-        engine.src_may_block, hash.state_size,          hash.digest_max,
+        engine.poll_slots_per_dest, engine.poll_slots_base,
+        engine.dest_blocking_pipe,  engine.dest_watch_reader,
+        engine.src_may_block,       hash.state_size,
+        hash.digest_max,
     });
 }
 

@@ -101,7 +101,7 @@ pub const Status = enum(i32) {
     dest_wrote_nothing = 5,
     /// mmap_buf: the source file became shorter than `src_size` during the transfer.
     source_shrank = 6,
-    /// The job is malformed (more than `max_dests`, or a value outside its enum):
+    /// The job is malformed (no room for `pollSlots(ndest)`, or a value outside its enum):
     /// a bug in the caller, nothing ran.
     invalid_job = 7,
 };
@@ -118,9 +118,16 @@ pub const dest_watch_reader: u32 = 2;
 /// Source flag: a borrowed fd that may block; poll() before read().
 pub const src_may_block: u32 = 1;
 
-/// The most destinations (checksum tap included) one job may have: the wait
-/// set is a fixed array, so the loop never allocates.
-pub const max_dests = 64;
+/// Poll slots a job needs per destination (its fd and its branch pipe) and
+/// for the job itself (source, the stage's two ends, the wake fd): the wait set
+/// lives in `JobConfig.poll_fds`, sized by TypeScript, so the loop never
+/// allocates and the number of destinations has no fixed limit.
+pub const poll_slots_per_dest = 2;
+pub const poll_slots_base = 4;
+
+pub fn pollSlots(ndest: usize) usize {
+    return poll_slots_per_dest * ndest + poll_slots_base;
+}
 
 /// What TypeScript asks for; the loop only reads it.
 pub const JobConfig = extern struct {
@@ -147,6 +154,9 @@ pub const JobConfig = extern struct {
     buf: u64 = 0,
     /// How long one batch may run.
     budget_ns: u64 = 0,
+    /// Room for `pollSlots(ndest)` `struct pollfd`s (TypeScript's memory).
+    poll_fds: u64 = 0,
+    poll_cap: u64 = 0,
 };
 
 /// Where the loop is; TypeScript only reads it.
@@ -222,9 +232,10 @@ const MAP_PRIVATE_ANON_POPULATE: u32 = 0x02 | 0x20 | 0x8000;
 /// queued and fits, and the length must stay below 2^31.
 const tee_all: usize = 1 << 30;
 
-/// The fds to wait on when a pass made no progress.
+/// The fds to wait on when a pass made no progress (at most `pollSlots(ndest)`
+/// distinct ones, as `add` merges repeats).
 const Waits = struct {
-    fds: [2 * max_dests + 4]sys.PollFd = undefined,
+    fds: [*]sys.PollFd,
     n: usize = 0,
     fn add(self: *Waits, fd: i32, events: i16) void {
         for (self.fds[0..self.n]) |*p| if (p.fd == fd) {
@@ -645,7 +656,7 @@ pub export fn oc_job_init(job: *Job, dests: [*]Dest, ndest: u32) void {
 /// Runs the fan-out until it is done, an error needs a decision, the wake fd
 /// is signalled, or `budget_ns` has passed.
 pub export fn oc_run(job: *Job, dests: [*]Dest) Status {
-    if (job.config.ndest > max_dests) return .invalid_job;
+    if (job.config.poll_fds == 0 or job.config.poll_cap < pollSlots(job.config.ndest)) return .invalid_job;
     const ds = dests[0..job.config.ndest];
     if (!validJob(job, ds)) return .invalid_job;
     const c = &job.config;
@@ -659,7 +670,7 @@ pub export fn oc_run(job: *Job, dests: [*]Dest) Status {
     }
     const start = sys.nowNs();
     while (true) {
-        var w = Waits{};
+        var w = Waits{ .fds = @ptrFromInt(job.config.poll_fds) };
         var progress = false;
         if (sourceStep(job, ds, &w, &progress)) |st| return st;
         if (c.stage_r >= 0) {
@@ -676,7 +687,7 @@ pub export fn oc_run(job: *Job, dests: [*]Dest) Status {
         if (c.wake_fd >= 0) w.add(c.wake_fd, POLLIN);
         watchReaders(ds, &w);
         const left_ms: i32 = @intCast(@max(1, (c.budget_ns - elapsed) / 1_000_000));
-        const r = sys.poll(&w.fds, w.n, left_ms);
+        const r = sys.poll(w.fds, w.n, left_ms);
         if (r < 0) return sourceFailed(job, .poll, r);
         if (readerGone(job, ds, &w)) |st| return st;
         if (c.wake_fd >= 0) for (w.fds[0..w.n]) |p| {
@@ -778,7 +789,8 @@ test "tee step: a short tee is never continued, and the stage is consumed only u
         .{ .config = .{ .fd = fast.w, .feed = .tee } },
         .{ .config = .{ .fd = slow.w, .feed = .tee } },
     };
-    var w = Waits{};
+    var polls: [pollSlots(2)]sys.PollFd = undefined;
+    var w = Waits{ .fds = &polls };
     var progress = false;
     try testing.expectEqual(null, teeStep(&job, &ds, &w, &progress));
     try testing.expectEqual(@as(u64, data.len), ds[0].state.fed);
@@ -817,7 +829,8 @@ test "write step: a borrowed blocking pipe gets at most its free room, then wait
     var job = Job{ .config = .{ .source = .read_buf, .chunk = data.len, .ndest = 1 } };
     job.state = .{ .taken = data.len, .round_start = 0, .round_end = data.len, .round_ptr = @intFromPtr(&data) };
     var ds = [1]Dest{.{ .config = .{ .fd = out.w, .feed = .write, .flags = dest_blocking_pipe, .pipe_size = 4096 } }};
-    var w = Waits{};
+    var polls: [pollSlots(2)]sys.PollFd = undefined;
+    var w = Waits{ .fds = &polls };
     var progress = false;
     try testing.expectEqual(null, bufferStep(&job, &ds, &w, &progress));
     try testing.expectEqual(@as(u64, 4096 - 1000), ds[0].state.done);
@@ -849,7 +862,8 @@ test "branch copy: a short write resumes from where it stopped in scratch" {
     job.state = .{ .taken = data.len, .tail = data.len };
     var ds = [1]Dest{.{ .config = .{ .fd = out.w, .feed = .branch_copy, .branch_r = branch.r, .branch_w = branch.w, .scratch = @intFromPtr(&scratch), .scratch_cap = scratch.len } }};
     ds[0].state.fed = data.len;
-    var w = Waits{};
+    var polls: [pollSlots(2)]sys.PollFd = undefined;
+    var w = Waits{ .fds = &polls };
     var progress = false;
     try testing.expectEqual(null, branchStep(&job, &ds, &w, &progress));
     try testing.expectEqual(@as(u64, 4096), ds[0].state.done); // the pipe took one page
@@ -893,6 +907,9 @@ test "oc_run: a pipe source to a pipe and a checksum tap, until done" {
     job.config.stage_size = 1 << 20;
     job.config.budget_ns = 5_000_000_000;
     job.config.hash_alg = .xxh64;
+    var polls: [pollSlots(ds.len)]sys.PollFd = undefined;
+    job.config.poll_fds = @intFromPtr(&polls);
+    job.config.poll_cap = polls.len;
     ds[0].config.fd = out.w;
     ds[0].config.feed = .tee;
     ds[1].config = .{ .feed = .branch_hash, .branch_r = branch.r, .branch_w = branch.w, .scratch = @intFromPtr(&scratch), .scratch_cap = scratch.len };
@@ -920,7 +937,8 @@ test "oc_run: a destination tee() cannot feed is a dest_error with EINVAL and th
     var job: Job = undefined;
     var ds: [1]Dest = undefined;
     oc_job_init(&job, &ds, ds.len);
-    job.config = .{ .src_fd = src.r, .source = .pipe, .stage_r = src.r, .null_fd = devnull, .ndest = 1, .chunk = 4096, .stage_size = 65536, .budget_ns = 1_000_000_000 };
+    var polls: [pollSlots(ds.len)]sys.PollFd = undefined;
+    job.config = .{ .src_fd = src.r, .source = .pipe, .stage_r = src.r, .null_fd = devnull, .ndest = 1, .chunk = 4096, .stage_size = 65536, .budget_ns = 1_000_000_000, .poll_fds = @intFromPtr(&polls), .poll_cap = polls.len };
     ds[0].config.fd = devnull; // a character device: tee() wants a pipe
     ds[0].config.feed = .tee;
     try testing.expectEqual(Status.dest_error, oc_run(&job, &ds));
@@ -961,6 +979,10 @@ test "oc_run: a value outside its enum is an invalid job, and nothing runs" {
     try testing.expectEqual(Feed.dead, ds[0].config.feed);
     @as(*u32, @ptrCast(&ds[0].config.feed)).* = 99;
     try testing.expectEqual(Status.invalid_job, oc_run(&job, &ds));
-    job.config.ndest = max_dests + 1;
+    @as(*u32, @ptrCast(&ds[0].config.feed)).* = @intFromEnum(Feed.dead);
+    try testing.expectEqual(Status.invalid_job, oc_run(&job, &ds)); // no room to poll
+    var polls: [pollSlots(1)]sys.PollFd = undefined;
+    job.config.poll_fds = @intFromPtr(&polls);
+    job.config.poll_cap = polls.len - 1;
     try testing.expectEqual(Status.invalid_job, oc_run(&job, &ds));
 }

@@ -19,6 +19,14 @@ function fixture(dir: string, size = 200_000): { path: string; data: Uint8Array 
   return { path: `${dir}/f`, data };
 }
 
+function sizeOf(path: string): number {
+  try {
+    return Deno.statSync(path).size;
+  } catch {
+    return 0; // not there yet
+  }
+}
+
 function failures(err: unknown): Record<string, string> {
   assert.ok(err instanceof FanoutError, String(err));
   return Object.fromEntries(
@@ -211,4 +219,241 @@ Deno.test("the same Fd (or - ) twice is a TypeError before anything is opened; t
   assert.equal(Deno.statSync(`${dir.path}/b`).size, 0);
   await fanout(path, [`${dir.path}/a`, `${dir.path}/a`]);
   assert.equal(sha256(Deno.readFileSync(`${dir.path}/a`)), sha256(data));
+});
+
+// 2. Many destinations.
+
+Deno.test("300 destinations: every one gets every byte (CLI send, and tee from a pipe)", async () => {
+  using dir = tempDir();
+  const { data } = fixture(dir.path, 70_000);
+  const names = Array.from({ length: 300 }, (_, i) => `d${i}`);
+  const raise = "ulimit -Sn 4096 2>/dev/null;"; // 300 files + 300 branch pipes
+  const send = await onecopySh(
+    `${raise} onecopy send f ${names.map((n) => `--to ${n}`).join(" ")}`,
+    dir.path,
+  );
+  assert.equal(send.code, 0, send.err);
+  for (const n of names) {
+    assert.equal(sha256(Deno.readFileSync(`${dir.path}/${n}`)), sha256(data), n);
+  }
+  const tee = await onecopySh(`${raise} cat f | onecopy tee ${names.join(" ")} > copy`, dir.path);
+  assert.equal(tee.code, 0, tee.err);
+  for (const n of [...names, "copy"]) {
+    assert.equal(sha256(Deno.readFileSync(`${dir.path}/${n}`)), sha256(data), n);
+  }
+});
+
+// 3. Running out of fds.
+
+Deno.test("ulimit -n 40 with 20 destinations: each one that fails is named, the others complete, nothing truncated", async () => {
+  using dir = tempDir();
+  const { data } = fixture(dir.path);
+  const names = Array.from({ length: 20 }, (_, i) => `d${i}`);
+  for (
+    const [command, line] of [
+      ["send", `onecopy send f ${names.map((n) => `--to ${n}`).join(" ")}`],
+      [
+        "send pipe-tee",
+        `onecopy send f --method pipe-tee ${names.map((n) => `--to ${n}`).join(" ")}`,
+      ],
+      ["tee", `cat f | onecopy tee ${names.join(" ")} > /dev/null`],
+    ]
+  ) {
+    for (const n of names) Deno.writeTextFileSync(`${dir.path}/${n}`, "old");
+    const r = await onecopySh(`ulimit -n 40; ${line}`, dir.path);
+    assert.equal(r.code, 1, `${command}: ${r.err}`);
+    const errors = r.err.split("\n").filter((l) => l.startsWith("onecopy: "));
+    assert.ok(!/\/dev\/null|eventfd|pipe:/.test(r.err), r.err);
+    let complete = 0;
+    for (const n of names) {
+      const got = Deno.readFileSync(`${dir.path}/${n}`);
+      const failed = errors.some((l) =>
+        l.toLowerCase().startsWith(`onecopy: ${n}: too many open files`)
+      );
+      if (sha256(got) === sha256(data)) complete++;
+      else {
+        assert.ok(failed, `${command}: ${n} is short but not reported\n${r.err}`);
+        assert.ok(got.length === 0 || new TextDecoder().decode(got) === "old", `${command}: ${n}`);
+      }
+    }
+    assert.ok(complete > 0, `${command}: none complete\n${r.err}`);
+    for (const line of errors) {
+      assert.match(line, /^onecopy: d\d+: too many open files/i);
+    }
+  }
+});
+
+// 5. mmap-write of a file whose size reads 0.
+
+Deno.test("mmap-write of procfs/sysfs files reads them to the end, and the report says copy ran", async () => {
+  using dir = tempDir();
+  const files = ["/proc/version", "/proc/self/status", "/sys/class/net/lo/mtu"].filter((f) => {
+    try {
+      return Deno.readFileSync(f).length > 0;
+    } catch {
+      return false;
+    }
+  });
+  for (const file of files) {
+    const report = await fanout(file, [`${dir.path}/a`], { method: "mmap-write" });
+    assert.equal(report.method, "copy", file);
+    assert.ok(report.bytes > 0, file);
+    const got = Deno.readTextFileSync(`${dir.path}/a`);
+    if (file !== "/proc/self/status") assert.equal(got, Deno.readTextFileSync(file), file);
+    else assert.match(got, /^Name:/);
+  }
+  const { path, data } = fixture(dir.path);
+  const normal = await fanout(path, [`${dir.path}/b`], { method: "mmap-write" });
+  assert.equal(normal.method, "mmap-write");
+  assert.equal(sha256(Deno.readFileSync(`${dir.path}/b`)), sha256(data));
+});
+
+// 8. An interrupted send must not look complete.
+
+Deno.test("SIGINT on send: recv sees a reset, exits 1, prints no checksum", async () => {
+  using dir = tempDir();
+  const recv = new Deno.Command(deno, {
+    args: [
+      "run",
+      "-A",
+      main,
+      "recv",
+      "--listen",
+      "tcp://127.0.0.1:0",
+      "--out",
+      "got",
+      "--checksum",
+      "xxh64",
+    ],
+    cwd: dir.path,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const errLines = recv.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  const url = /listening on (\S+)/.exec((await errLines.read()).value ?? "")?.[1];
+  assert.ok(url);
+  const send = new Deno.Command(deno, {
+    args: ["run", "-A", main, "send", "-", "--to", url],
+    stdin: "piped",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const writer = send.stdin.getWriter();
+  await writer.write(new Uint8Array(1 << 20));
+  for (let i = 0; i < 100; i++) { // until recv has some of it
+    await new Promise((r) => setTimeout(r, 100));
+    if (sizeOf(`${dir.path}/got`) > 0) break;
+  }
+  send.kill("SIGINT");
+  assert.equal((await send.status).code, 130);
+  await writer.close().catch(() => {});
+  const [status, out] = await Promise.all([recv.status, new Response(recv.stdout).text()]);
+  let rest = "";
+  for (let c = await errLines.read(); !c.done; c = await errLines.read()) rest += c.value;
+  assert.equal(status.code, 1, rest);
+  assert.equal(out, "");
+  assert.match(rest, /connection 1: .*reset/);
+});
+
+// 9. A file-size limit.
+
+Deno.test("ulimit -f: EFBIG on the file destination only; the others complete (CLI and library)", async () => {
+  using dir = tempDir();
+  const { data } = fixture(dir.path, 1_000_000);
+  // Deno itself is killed by SIGXFSZ if it writes its module cache under the
+  // limit: each program runs once without it first, so its cache is warm.
+  await onecopySh("onecopy --version");
+  const cli = await onecopySh(
+    "ulimit -f 100; onecopy send f --to big --to - | sha256sum; exit ${PIPESTATUS[0]}",
+    dir.path,
+  );
+  assert.equal(cli.code, 1, cli.err);
+  assert.equal(cli.out.split(" ")[0], sha256(data));
+  assert.match(cli.err, /^onecopy: big: file too large \(write: EFBIG\)$/m);
+  assert.equal(Deno.statSync(`${dir.path}/big`).size, 100 * 1024);
+  const mod = new URL("../mod.ts", import.meta.url).href;
+  Deno.writeTextFileSync(
+    `${dir.path}/lib.ts`,
+    `import { fanout, Fd } from "${mod}";
+    const err = await fanout("f", ["big2", Fd.stdout()]).catch((e) => e);
+    console.error(err.report?.destinations.map((d) => d.error?.code ?? "ok").join(","));`,
+  );
+  await onecopySh(`'${deno}' run -A lib.ts > /dev/null 2>&1`, dir.path);
+  const lib = await onecopySh(
+    `ulimit -f 100; '${deno}' run -A lib.ts | sha256sum; exit \${PIPESTATUS[0]}`,
+    dir.path,
+  );
+  assert.equal(lib.code, 0, lib.err);
+  assert.equal(lib.out.split(" ")[0], sha256(data));
+  assert.equal(lib.err.trim(), "EFBIG,ok");
+});
+
+// 10. The smaller ones.
+
+Deno.test('onDestinationError "stop": the destinations cut short carry the error "stopped"', async () => {
+  using dir = tempDir();
+  const data = patternBytes(32 << 20, 4);
+  Deno.writeFileSync(`${dir.path}/src`, data);
+  const [r, w] = Fd.pipe();
+  r.close(); // EPIPE at the first write
+  const err = await fanout(`${dir.path}/src`, [w, `${dir.path}/a`, `${dir.path}/b`], {
+    onDestinationError: () => "stop",
+  }).catch((e) => e);
+  w.close();
+  const [broken, a, b] = err.report.destinations;
+  assert.equal(broken.error.code, "EPIPE");
+  for (const d of [a, b]) {
+    assert.equal(d.error?.message, "stopped");
+    assert.ok(d.bytes < data.length);
+  }
+});
+
+Deno.test("--json prints its report when the source fails (to open, or part way)", async () => {
+  using dir = tempDir();
+  const missing = await onecopySh("onecopy send missing --to a --json", dir.path);
+  assert.equal(missing.code, 1);
+  const m = JSON.parse(missing.out);
+  assert.match(m.error, /missing: no such file or directory/);
+  assert.deepEqual(m.destinations, [{ target: "a", bytes: 0 }]);
+  // /proc/self/mem fails its first read (EIO: nothing is mapped at offset 0).
+  const broken = await onecopySh(
+    "onecopy send /proc/self/mem --to a --json --checksum xxh64",
+    dir.path,
+  );
+  assert.equal(broken.code, 1, broken.err);
+  const b = JSON.parse(broken.out);
+  assert.match(b.error, /input\/output error \(read: EIO\)/);
+  assert.equal(b.destinations[0].bytes, 0);
+  assert.match(broken.err, /^onecopy: \/proc\/self\/mem: input\/output error/m);
+});
+
+Deno.test("messages: a path with a newline stays on one line; IPv6 zones; a missing --allow-net", async () => {
+  using dir = tempDir();
+  fixture(dir.path);
+  const nl = await onecopySh(`onecopy send f --to $'no\\ndir/x' --to ok`, dir.path);
+  assert.equal(nl.code, 1);
+  assert.equal(nl.err, `onecopy: "no\\ndir/x": no such file or directory (open: ENOENT)\n`);
+  const zone = await onecopySh(`onecopy send f --to 'tcp://[fe80::1%nosuchif]:9'`, dir.path);
+  assert.equal(zone.code, 1);
+  assert.match(zone.err, /no network interface named 'nosuchif'/);
+  const lo = await onecopySh(`onecopy send f --to 'tcp://[::1%lo]:1' --to ok2`, dir.path);
+  assert.equal(lo.code, 1);
+  assert.match(lo.err.trim(), /^onecopy: tcp:\/\/\[::1%lo\]:1: [a-z ]+ \(connect: E[A-Z]+\)$/);
+  const noNet = await onecopySh(
+    `'${deno}' run --allow-ffi --allow-read --allow-write --allow-env '${main}' send f --to tcp://example.invalid:9`,
+    dir.path,
+  );
+  assert.equal(noNet.code, 1);
+  assert.match(noNet.err, /needs? --allow-net/);
+});
+
+// 7. A path that is not UTF-8.
+
+Deno.test("a path that is not valid UTF-8 is refused (exit 2), nothing written elsewhere", async () => {
+  using dir = tempDir();
+  fixture(dir.path);
+  const r = await onecopySh(`onecopy send f --to $'out\\xfe' --to ok`, dir.path);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /not valid UTF-8/);
+  assert.deepEqual([...Deno.readDirSync(dir.path)].map((e) => e.name), ["f"]);
 });
