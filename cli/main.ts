@@ -39,18 +39,6 @@ function helpOf([name, ...extra]: string[]): number {
   return Exit.ok;
 }
 
-/**
- * Deno's first listener for a signal takes an fd (and Deno panics when there is
- * none left, as after opening many outputs under `ulimit -n`): take it now,
- * while there are fds. Removed at once, SIGINT keeps its default until a
- * command listens.
- */
-function warmSignals(): void {
-  const nothing = () => {};
-  Deno.addSignalListener("SIGINT", nothing);
-  Deno.removeSignalListener("SIGINT", nothing);
-}
-
 /** Runs the command line `args`; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args;
@@ -76,7 +64,6 @@ export async function main(args: string[]): Promise<number> {
     // Load the shim first: a missing permission is then one message, before any file is opened.
     if (!rest.some((a) => a === "--help" || a === "--version")) {
       loadShim();
-      warmSignals();
       // A write past `ulimit -f` then fails with EFBIG on its one destination
       // instead of killing onecopy (and every other destination with it).
       ignoreSignal(SIGXFSZ);

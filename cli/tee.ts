@@ -13,7 +13,15 @@
  */
 
 import { fanout, type FanoutReport, Fd, OnecopyError } from "../mod.ts";
-import { errnoText, F_GETFL, fcntl, O_RDWR, parseTarget, statx } from "../lib/internal.ts";
+import {
+  createWriter,
+  errnoText,
+  F_GETFL,
+  fcntl,
+  O_RDWR,
+  parseTarget,
+  statx,
+} from "../lib/internal.ts";
 import { argmatch, ArgsError } from "./args.ts";
 import {
   checksum,
@@ -105,13 +113,14 @@ function policy(mode: Mode, errno: number | undefined) {
 }
 
 /** Opens one operand: a file (GNU: every operand is a file, `-` too), or a socket URL. */
-async function openOutput(name: string, append: boolean): Promise<Fd> {
+async function openOutput(name: string, append: boolean, signal?: AbortSignal): Promise<Fd> {
   const target = name === "-"
     ? { kind: "file" as const, path: "./-" }
     : parseTarget(name, "destination");
-  if (target.kind === "file") return Fd.create(target.path, { append });
-  if (target.kind === "stdio") return Fd.create("./-", { append });
-  return await Fd.connect(name);
+  // A FIFO with no reader yet is waited for without blocking: SIGINT still ends it.
+  if (target.kind === "file") return await createWriter(target.path, { append, signal });
+  if (target.kind === "stdio") return await createWriter("./-", { append, signal });
+  return await Fd.connect(name, { signal });
 }
 
 /** Runs `onecopy tee`; returns the exit code. */
@@ -148,11 +157,14 @@ export async function tee(
   const outputs: { fd: Fd; name: string }[] = [];
   const stdoutClosed = wasClosed(1);
   if (!stdoutClosed) outputs.push({ fd: Fd.stdout(), name: "standard output" });
+  // Listening to SIGINT takes Deno an fd (it panics when none is left): before the outputs.
+  const interrupt = values["ignore-interrupts"] ? ignoreInterrupts() : interruptSignal();
   try {
     for (const name of positionals) {
       try {
-        outputs.push({ fd: await openOutput(name, append), name });
+        outputs.push({ fd: await openOutput(name, append, interrupt.signal), name });
       } catch (e) {
+        if (isAbort(e)) throw e;
         fail(name, e);
         if (mode.startsWith("exit")) return Exit.failed;
       }
@@ -169,7 +181,7 @@ export async function tee(
       algorithm,
       how,
       fail,
-      ignoreInterrupts: values["ignore-interrupts"],
+      interrupt,
       progress: values.progress,
     });
     if (run.sigpipe) return sigpipeStatus;
@@ -179,6 +191,7 @@ export async function tee(
     if (values.json) err(jsonReport(run.report));
     return code;
   } finally {
+    interrupt.release();
     for (const { fd } of outputs) fd.close();
   }
 }
@@ -191,13 +204,13 @@ async function copy(
     algorithm: ReturnType<typeof checksum>;
     how: ReturnType<typeof method>;
     fail: (name: string | undefined, e: unknown) => void;
-    ignoreInterrupts?: boolean;
+    interrupt: { signal?: AbortSignal };
     progress?: boolean;
   },
 ): Promise<{ report?: FanoutReport; sigpipe: boolean }> {
   const stdin = Fd.stdin();
   let sigpipe = false;
-  const interrupt = o.ignoreInterrupts ? ignoreInterrupts() : interruptSignal();
+  const interrupt = o.interrupt;
   // Only when asked: GNU tee never writes anything of its own to a terminal.
   const progress = o.progress ? new Progress({ force: true, total: sizeOf(stdin) }) : undefined;
   const names = new Map(outputs.map(({ fd, name }) => [fd.label, name]));
@@ -226,8 +239,6 @@ async function copy(
     if (e instanceof OnecopyError) o.fail("read error", e);
     else o.fail(undefined, e);
     return { sigpipe: false };
-  } finally {
-    interrupt.release();
   }
 }
 

@@ -407,6 +407,25 @@ export async function openReader(path: string, signal?: AbortSignal): Promise<Fd
 }
 
 /**
+ * Opens a path to write to as `openWriter` does, then truncates it if it is a
+ * regular file (unless `append`): an output opened the way tee(1) does, which
+ * still never blocks in open().
+ */
+export async function createWriter(
+  path: string,
+  options: { append?: boolean; signal?: AbortSignal } = {},
+): Promise<Fd> {
+  const file = await openWriter(path, options);
+  try {
+    if (!options.append && file.kind === "file") raw.ftruncate(file.fd, 0);
+    return file;
+  } catch (err) {
+    file.close();
+    throw err;
+  }
+}
+
+/**
  * Opens a path to write to, creating it, WITHOUT truncating it (the caller
  * truncates once it knows the file is not the source), and without blocking in
  * open(): a FIFO with no reader yet answers ENXIO to a non-blocking open and is

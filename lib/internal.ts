@@ -14,3 +14,4 @@ export { parseBytes } from "./mirror.ts";
 export { raiseFileLimit } from "../ffi/mirror.ts";
 export { loadShim } from "../ffi/raw.ts";
 export { PermissionError } from "../ffi/permissions.ts";
+export { createWriter } from "./fd.ts";
