@@ -581,6 +581,8 @@ interface Engine {
   chunk: number;
   /** Buffers the shim holds pointers into: referenced here until the run ends. */
   keep: Uint8Array[];
+  /** The loop's poll set (`pollSlots` entries): the shim holds a pointer into it too. */
+  polls: Uint8Array;
   owned: Owned;
 }
 
@@ -665,7 +667,8 @@ function allocate(plan: Plan, count: number, withTap: boolean, owned: Owned): En
     tap,
     stageSize: 0,
     chunk: 0,
-    keep: [polls],
+    keep: [],
+    polls,
     owned,
   };
 }

@@ -44,6 +44,15 @@ function readWhole(src: Fd, buf: Uint8Array): number | undefined {
   return n < buf.length ? n : undefined;
 }
 
+/** `readWhole`, with a failure that names the source. */
+function readSource(src: Fd, buf: Uint8Array): number | undefined {
+  try {
+    return readWhole(src, buf);
+  } catch (err) {
+    throw err instanceof OnecopyError ? new OnecopyError(err.syscall, err.errno, src.label) : err;
+  }
+}
+
 /** Writes all of `bytes` to a destination, counting into its report; throws naming it. */
 function writeAll(fd: Fd, bytes: Uint8Array, report: DestinationReport): void {
   while (report.bytes < bytes.length) {
@@ -87,15 +96,16 @@ export function runSmall(
 ): Omit<FanoutReport, "destinations" | "seconds"> | undefined {
   const buf = borrowBuffer(smallFileLimit + 1);
   try {
-    const size = readWhole(src, buf);
+    const size = readSource(src, buf);
     if (size === undefined) return undefined;
     const bytes = buf.subarray(0, size);
-    let stopped = false;
+    let stopped: Error | undefined;
     for (const { fd, report } of dests) {
       // After a "stop", the rest get nothing (and are still cut, to 0, as the engine's would be).
       deliver(fd, stopped ? bytes.subarray(0, 0) : bytes, report, cutAfter.has(fd));
+      if (stopped) report.error ??= new Error("stopped", { cause: stopped });
       if (report.error && options.onDestinationError?.(report.target, report.error) === "stop") {
-        stopped = true;
+        stopped ??= report.error;
       }
     }
     options.onProgress?.(size);

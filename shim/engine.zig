@@ -957,7 +957,8 @@ test "oc_run: an output pipe whose reader left is an EPIPE dest_error while the 
     var job: Job = undefined;
     var ds: [1]Dest = undefined;
     oc_job_init(&job, &ds, ds.len);
-    job.config = .{ .src_fd = src.r, .source = .pipe, .stage_r = src.r, .null_fd = devnull, .ndest = 1, .chunk = 4096, .stage_size = 65536, .budget_ns = 20_000_000 };
+    var polls: [pollSlots(ds.len)]sys.PollFd = undefined;
+    job.config = .{ .src_fd = src.r, .source = .pipe, .stage_r = src.r, .null_fd = devnull, .ndest = 1, .chunk = 4096, .stage_size = 65536, .budget_ns = 20_000_000, .poll_fds = @intFromPtr(&polls), .poll_cap = polls.len };
     ds[0].config = .{ .fd = out.w, .feed = .tee, .flags = dest_watch_reader };
     try testing.expectEqual(Status.again, oc_run(&job, &ds)); // idle: the budget runs out
     _ = sys.close(out.r);
