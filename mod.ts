@@ -31,7 +31,7 @@ export {
   type FanoutReport,
   type SourceSpec,
 } from "./lib/fanout.ts";
-export { Fd, type FdKind, Listener } from "./lib/fd.ts";
+export { type ConnectOptions, Fd, type FdKind, Listener } from "./lib/fd.ts";
 export {
   type ConnectionReport,
   type EndpointOutcome,

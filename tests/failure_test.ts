@@ -206,6 +206,18 @@ Deno.test("a connect that gets no answer: connectTimeout fails that destination 
   }
 });
 
+Deno.test("a unix socket whose backlog is full: connectTimeout fails it alone", async () => {
+  using dir = tempDir();
+  const { path, data } = fixture(dir.path);
+  using listener = await Fd.listen(`unix:${dir.path}/sock`, 0);
+  using filler = await Fd.connect(listener.url); // the one slot a backlog of 0 has
+  const err = await fanout(path, [listener.url, `${dir.path}/a`], { connectTimeout: 300 })
+    .catch((e) => e);
+  assert.match(failures(err)[listener.url], /ETIMEDOUT/);
+  assert.equal(sha256(Deno.readFileSync(`${dir.path}/a`)), sha256(data));
+  assert.ok(!filler.closed);
+});
+
 // 6. The same Fd twice.
 
 Deno.test("the same Fd (or - ) twice is a TypeError before anything is opened; the same path twice works", async () => {
