@@ -130,7 +130,8 @@ Options:
                              connections, by a hash of the client address and port
       --capture DIR          per mirrored connection, DIR/ID.c2s and DIR/ID.s2c
                              plus a line in DIR/index.jsonl (see README)
-      --method M             auto, copy (read+write) or splice (splice+tee); auto is copy
+      --method M             copy (read+write), splice (splice+tee) or auto: copy,
+                             bulk flows switching to splice (default auto)
       --connect-timeout S    seconds a connect() may take (default 5)
       --drain-timeout S      on SIGINT/SIGTERM, seconds open connections get to
                              finish before they are closed (default 10)

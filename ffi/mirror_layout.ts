@@ -51,6 +51,7 @@ export const LOOP = {
     group_len: [1288, "u32"],
     group_index: [1292, "u32"],
     method: [1296, "u32"],
+    window_max: [1300, "u32"],
   },
 } as const;
 

@@ -150,34 +150,37 @@ export interface MirrorStats {
 }
 
 /**
- * The data paths the mirror has, and what `auto` takes. A socket's bytes are
- * stable once read, so the choice is speed and bounds. Measured side by side
- * (bench/mirror_compare.ts, 2026-11-25, loopback, 2 cores; medians of 5
- * interleaved rounds; load average 11-20 from other work, so read these as
- * "no difference"), GB/s, copy vs splice:
+ * The data paths. A socket's bytes are stable once read, so the choice is
+ * speed and bounds:
+ * - `copy`: read() into the flow's ring, write() to each sink. A shadow's
+ *   backlog is bounded in bytes (`maxLag`); no pipes.
+ * - `splice`: splice() into a stage pipe, tee() each round into every
+ *   shadow's own pipe, splice() out: no user-space copy. A shadow's backlog is
+ *   its pipe less a round (3/4 of a pipe of at most /proc/sys/fs/pipe-max-size,
+ *   1 MiB unless privileged), whatever `maxLag` says.
+ * - `auto` (default): copy; a flow that turns out bulk (its read window grew
+ *   to 1 MiB) switches to splice once its ring is empty, unless a shadow's
+ *   pipe could not hold `maxLag` (then it keeps copying). Small flows never
+ *   need pipes; captured connections always copy.
  *
- * | case                               | copy | splice | proxy CPU s/GB copy, splice |
- * | ---------------------------------- | ---- | ------ | --------------------------- |
- * | one 512 MiB upload                 | 1.49 | 1.69   | 0.26, 0.26                  |
- * | + one shadow                       | 1.23 | 1.31   | 0.28, 0.34                  |
- * | 8 parallel 32 MiB uploads          | 0.99 | 0.97   | 0.30, 0.30                  |
- * | + one shadow                       | 0.95 | 1.02   | 0.41, 0.34                  |
- * | 1-byte ping p50 (µs)               | 28.9 | 30.0   |                             |
+ * Measured side by side (bench/mirror_compare.ts, 2026-11-25, loopback, 2
+ * cores, 3 interleaved rounds, load average 25-28 from other work: read the
+ * CPU, not the GB/s), proxy CPU seconds per GB, copy vs splice:
  *
- * The C relays of the same run: read()+write() 1.60 and splice 1.36 GB/s on
- * the single upload (the lead's earlier, quieter measurement: 2.8–3.2 vs
- * 1.5–2.5). With no measured gain from splice, `auto` is `copy`: it bounds a
- * shadow's backlog in bytes (splice: in pipe slots too, so a fragmented
- * stream drops a shadow sooner), needs no pipes (pipe pages are a per-user
- * budget: pipe-user-pages-soft), and serves `--capture` from the same ring.
+ * | case                               | copy | splice |
+ * | ---------------------------------- | ---- | ------ |
+ * | one 512 MiB upload                 | 0.20 | 0.24   |
+ * | + one shadow                       | 0.20 | 0.24   |
+ * | 8 parallel 32 MiB uploads          | 0.34 | 0.19   |
+ * | + one shadow                       | 0.48 | 0.22   |
+ *
+ * (C relay, read()+write(): 0.20 single, 0.34 parallel.) Parallel bulk flows
+ * are where copying through user space costs most, and where splice wins; a
+ * 1-byte ping is the same either way (29 µs p50).
  */
-export const MIRROR_METHODS: Record<MirrorMethod, "copy" | "splice"> = {
-  auto: "copy",
-  copy: "copy",
-  splice: "splice",
-};
+export const MIRROR_METHODS: readonly MirrorMethod[] = ["auto", "copy", "splice"];
 
-const methodCodes = { copy: 0, splice: 1 } as const;
+const methodCodes = { copy: 0, splice: 1, auto: 2 } as const;
 
 /** One loop per CPU, at most 4: each loop is one thread moving bytes. */
 function defaultThreads(): number {
@@ -185,7 +188,9 @@ function defaultThreads(): number {
 }
 
 const MiB = 1 << 20;
+/** A flow's read window: where every flow starts, and how far a bulk flow's grows. */
 const window = 256 * 1024;
+const windowMax = MiB;
 const reportCap = 256;
 const budgetNs = 50_000_000;
 
@@ -258,7 +263,7 @@ function checkOptions(o: MirrorOptions): void {
   if (o.onLag !== undefined && !(o.onLag in OnLagCode)) {
     throw new TypeError(`onLag must be "disconnect" or "block", not ${JSON.stringify(o.onLag)}`);
   }
-  if (o.method !== undefined && !(o.method in MIRROR_METHODS)) {
+  if (o.method !== undefined && !MIRROR_METHODS.includes(o.method)) {
     throw new TypeError(
       `method must be "auto", "copy" or "splice", not ${JSON.stringify(o.method)}`,
     );
@@ -312,8 +317,8 @@ function total(loops: EventLoop[], field: keyof typeof LOOP.fields): number {
 export class MirrorServer {
   /** The listening address, with the real port when 0 was asked. */
   readonly url: string;
-  /** The data path that runs (`auto` resolved). */
-  readonly method: "copy" | "splice";
+  /** The data path (see `MIRROR_METHODS`). */
+  readonly method: MirrorMethod;
   /** How many event loops (threads) serve connections. */
   readonly threads: number;
   readonly #options: MirrorOptions;
@@ -336,7 +341,7 @@ export class MirrorServer {
     this.#options = options;
     this.#listener = listener;
     this.url = listener.url;
-    this.method = MIRROR_METHODS[options.method ?? "auto"];
+    this.method = options.method ?? "auto";
     this.threads = options.threads ?? defaultThreads();
     this.#captureDir = capture?.dir;
     this.#index = capture?.index;
@@ -368,6 +373,7 @@ export class MirrorServer {
         L.set("method", methodCodes[this.method]);
         L.set("max_lag", options.maxLag ?? MiB);
         L.set("window", window);
+        L.set("window_max", windowMax);
         L.set("connect_timeout_ns", Math.round((options.connectTimeout ?? 5) * 1e9));
         L.set("grace_ns", Math.round((options.shadowGrace ?? 5) * 1e9));
         L.set("budget_ns", budgetNs);

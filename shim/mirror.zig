@@ -131,7 +131,8 @@ pub const Loop = extern struct {
     group_index: u32,
     /// `Method`: how bytes move.
     method: u32,
-    _pad2: u32,
+    /// A bulk flow's read window grows from `window` up to this (a power of two).
+    window_max: u32,
 };
 
 /// The data paths (see `flowStep` and `spliceStep`).
@@ -140,6 +141,10 @@ pub const Method = enum(u32) {
     copy = 0,
     /// splice() into a stage pipe, tee() to each shadow's pipe, splice() out.
     splice = 1,
+    /// copy, and a flow that turns out to be bulk (its window grew to
+    /// `window_max`) switches to splice once its ring is empty: small flows
+    /// need no pipes, bulk flows move pages instead of copying them.
+    auto = 2,
 };
 
 /// One loop of a group, as the others see it.
@@ -228,6 +233,12 @@ const Flow = struct {
     /// splice path: the stage pipe that holds the current round.
     pipe_r: i32 = -1,
     pipe_w: i32 = -1,
+    /// This flow moves bytes by the splice path (`spliceStep`).
+    spliced: bool = false,
+    /// copy path: how far the source may run ahead of an essential sink (0:
+    /// `window`). Doubled, up to `window_max`, each time a read fills it: a
+    /// bulk flow then moves more per syscall; idle, it is reset (see `sweep`).
+    win: u64 = 0,
 };
 
 const Conn = struct {
@@ -240,8 +251,6 @@ const Conn = struct {
     /// Every fd closed; waiting to be reported.
     finished: bool = false,
     mirrored: bool = false,
-    /// This connection moves bytes by the splice path.
-    spliced: bool = false,
     capture_errno: i32 = 0,
     id: u64 = 0,
     start_ns: u64 = 0,
@@ -414,15 +423,20 @@ fn flowLow(c: *const Conn, f: *const Flow) u64 {
 /// How many bytes the source may be read ahead by now: essential sinks allow
 /// `window` of lag, shadows under `block` allow `max_lag`, other shadows no
 /// limit here (they are dropped past max_lag after the read).
+fn windowOf(L: *const Loop, f: *const Flow) u64 {
+    return if (f.win == 0) L.window else f.win;
+}
+
 fn readRoom(L: *const Loop, c: *const Conn, f: *const Flow) u64 {
-    var room: u64 = L.window;
+    const window = windowOf(L, f);
+    var room: u64 = window;
     for (0..max_eps) |i| {
         if (f.sinks & (@as(u16, 1) << @intCast(i)) == 0) continue;
         const e = &c.ep[i];
         if (!alive(e)) continue;
         const lag = f.tail - e.done;
         if (!isShadow(i)) {
-            room = @min(room, L.window -| lag);
+            room = @min(room, window -| lag);
         } else if (L.on_lag == @intFromEnum(OnLag.block)) {
             room = @min(room, L.max_lag -| lag);
         }
@@ -434,7 +448,7 @@ fn readRoom(L: *const Loop, c: *const Conn, f: *const Flow) u64 {
 /// max_lag + window); returns how many fit. 0 when memory ran out.
 fn ensureRoom(L: *Loop, st: *State, c: *const Conn, f: *Flow, room: u64) u64 {
     const used = f.tail - flowLow(c, f);
-    const limit = pow2(L.max_lag + L.window);
+    const limit = pow2(L.max_lag + @max(L.window, L.window_max));
     const need = @min(used + room, limit);
     if (f.buf != 0 and need <= f.cap) return @min(room, f.cap - used);
     const cap: usize = @intCast(@max(L.window, pow2(need)));
@@ -457,8 +471,15 @@ fn ensureRoom(L: *Loop, st: *State, c: *const Conn, f: *Flow, room: u64) u64 {
     return @min(room, cap - used);
 }
 
+/// An empty ring goes back to the pool; a grown one (a bulk flow's) is kept
+/// while the flow is busy, and released when the sweep finds it empty (`idle`).
 fn releaseIfEmpty(L: *Loop, st: *State, c: *const Conn, f: *Flow) void {
-    if (f.buf != 0 and flowLow(c, f) == f.tail) {
+    releaseEmpty(L, st, c, f, false);
+}
+
+fn releaseEmpty(L: *Loop, st: *State, c: *const Conn, f: *Flow, idle: bool) void {
+    if (f.buf != 0 and flowLow(c, f) == f.tail and (f.cap == L.window or idle)) {
+        if (idle) f.win = 0;
         bufRelease(L, st, f.buf, f.cap);
         f.buf = 0;
         f.cap = 0;
@@ -510,15 +531,45 @@ fn openPipe(r: *i32, w: *i32, size: u64) u64 {
 /// The splice path's pipes: a stage per flow, one pipe per shadow sized to
 /// max_lag. On any failure (out of fds or pipe pages) the connection uses the
 /// copy path instead.
-fn openPipes(L: *const Loop, c: *Conn) bool {
-    for (&c.flows) |*f| if (openPipe(&f.pipe_r, &f.pipe_w, L.window) == 0) return false;
+fn openPipes(L: *const Loop, c: *Conn, f: *Flow) bool {
+    if (openPipe(&f.pipe_r, &f.pipe_w, @max(L.window, L.window_max)) == 0) return false;
     for (first_shadow..max_eps) |i| {
-        if (c.flows[0].sinks & (@as(u16, 1) << @intCast(i)) == 0) continue;
+        if (f.sinks & (@as(u16, 1) << @intCast(i)) == 0 or !alive(&c.ep[i])) continue;
         const e = &c.ep[i];
         e.pipe_cap = openPipe(&e.pipe_r, &e.pipe_w, L.max_lag);
         if (e.pipe_cap == 0) return false;
     }
     return true;
+}
+
+fn closeFlowPipes(c: *Conn, f: *Flow) void {
+    closePipe(&f.pipe_r, &f.pipe_w);
+    for (first_shadow..max_eps) |i| {
+        if (f.sinks & (@as(u16, 1) << @intCast(i)) != 0) closePipe(&c.ep[i].pipe_r, &c.ep[i].pipe_w);
+    }
+}
+
+/// Moves a flow to the splice path: at the start (`--method splice`) or, under
+/// `auto`, once it is bulk and its ring is empty (every live sink has every
+/// byte, so the positions carry over). Without pipes (out of fds or pipe
+/// pages) it stays on the copy path.
+fn trySplice(L: *Loop, st: *State, c: *Conn, f: *Flow) void {
+    if (f.cap_fd >= 0 or flowLow(c, f) != f.tail) return;
+    if (!openPipes(L, c, f)) return closeFlowPipes(c, f);
+    if (L.method == @intFromEnum(Method.auto)) {
+        // A spliced shadow's backlog is its pipe less a round (3/4 of it):
+        // switch only if that honours max_lag (pipe-max-size, 1 MiB for an
+        // unprivileged user, often does not: those flows keep copying).
+        for (first_shadow..max_eps) |i| {
+            if (f.sinks & (@as(u16, 1) << @intCast(i)) == 0 or !alive(&c.ep[i])) continue;
+            if (c.ep[i].pipe_cap - c.ep[i].pipe_cap / 4 < L.max_lag) return closeFlowPipes(c, f);
+        }
+    }
+    for (first_shadow..max_eps) |i| c.ep[i].fed = c.ep[i].done;
+    if (f.buf != 0) bufRelease(L, st, f.buf, f.cap);
+    f.buf = 0;
+    f.cap = 0;
+    f.spliced = true;
 }
 
 fn closePipes(c: *Conn) void {
@@ -622,6 +673,10 @@ fn flowStep(L: *Loop, st: *State, c: *Conn, f: *Flow, progress: *bool, moved: *u
             const off = f.tail & (f.cap - 1);
             const len: usize = @intCast(@min(n, f.cap - off));
             const r = sys.read(s.fd, @ptrFromInt(f.buf + off), len);
+            if (r > 0 and r == len and len == n and n == room) {
+                // It filled all we allowed: a bulk flow; let it run further ahead.
+                f.win = @min(windowOf(L, f) * 2, @max(L.window, L.window_max));
+            }
             if (r > 0) {
                 const got: usize = @intCast(r);
                 if (f.cap_fd >= 0) f.hash.update(@as([*]const u8, @ptrFromInt(f.buf + off))[0..got]);
@@ -673,7 +728,8 @@ fn flowStep(L: *Loop, st: *State, c: *Conn, f: *Flow, progress: *bool, moved: *u
         }
     }
     captureStep(c, f);
-    releaseIfEmpty(L, st, c, f);
+    if (L.method == @intFromEnum(Method.auto) and f.win >= L.window_max and !f.eof) trySplice(L, st, c, f);
+    if (!f.spliced) releaseIfEmpty(L, st, c, f);
 }
 
 /// The splice path of a flow. A round is what the stage pipe holds: the
@@ -690,10 +746,11 @@ fn spliceStep(L: *Loop, c: *Conn, f: *Flow, progress: *bool, moved: *u64) void {
     const ess: usize = if (f.src == client) primary else client;
     const e = &c.ep[ess];
     if (!f.eof and s.state == .open and s.readable and alive(e) and e.done == f.tail) {
-        // A round must fit every shadow's pipe, or no shadow could ever take it.
-        var len: u64 = L.window;
+        // A round is at most a quarter of any shadow's pipe: the other three
+        // quarters are that shadow's room to lag (its backlog bound).
+        var len: u64 = @max(L.window, L.window_max);
         for (first_shadow..max_eps) |i| {
-            if (f.sinks & (@as(u16, 1) << @intCast(i)) != 0 and alive(&c.ep[i])) len = @min(len, c.ep[i].pipe_cap);
+            if (f.sinks & (@as(u16, 1) << @intCast(i)) != 0 and alive(&c.ep[i])) len = @min(len, c.ep[i].pipe_cap / 4);
         }
         const r = sys.splice(s.fd, f.pipe_w, @intCast(len), SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         if (r > 0) {
@@ -824,7 +881,7 @@ fn pump(L: *Loop, st: *State, slot: u32) void {
     while (!c.finished) {
         var progress = false;
         for (&c.flows) |*f| {
-            if (c.spliced) spliceStep(L, c, f, &progress, &moved) else flowStep(L, st, c, f, &progress, &moved);
+            if (f.spliced) spliceStep(L, c, f, &progress, &moved) else flowStep(L, st, c, f, &progress, &moved);
         }
         drainShadows(L, st, c, &progress);
         if (!progress) break;
@@ -964,9 +1021,8 @@ fn newConn(L: *Loop, st: *State, fd: i32, addr: []const u8) void {
         }
     }
     // A capture is written and hashed from the ring: captured connections copy.
-    if (L.method == @intFromEnum(Method.splice) and c.flows[0].cap_fd < 0 and c.flows[1].cap_fd < 0) {
-        c.spliced = openPipes(L, c);
-        if (!c.spliced) closePipes(c);
+    if (L.method == @intFromEnum(Method.splice)) {
+        for (&c.flows) |*f| trySplice(L, st, c, f);
     }
     enqueue(st, slot);
 }
@@ -1048,6 +1104,7 @@ fn sweep(L: *Loop, st: *State, now: u64) void {
             const e = &c.ep[i];
             if (e.state == .connecting and now >= e.deadline) connectFailed(L, c, i, ETIMEDOUT);
         }
+        for (&c.flows) |*f| releaseEmpty(L, st, c, f, true);
         settle(L, st, slot, now);
     }
 }
@@ -1369,6 +1426,8 @@ test "the ring grows keeping its bytes at their positions, and is released when 
     try std.testing.expect(ensureRoom(&L, &st, &c, f, 1 << 20) <= pow2(L.max_lag + L.window) - 1000);
     c.ep[first_shadow].done = f.tail;
     releaseIfEmpty(&L, &st, &c, f);
+    try std.testing.expect(f.buf != 0); // grown: kept while the flow is busy
+    releaseEmpty(&L, &st, &c, f, true);
     try std.testing.expectEqual(@as(usize, 0), f.buf);
     for (st.pool[0..st.pool_len]) |b| _ = sys.munmap(b, L.window);
 }

@@ -17,7 +17,7 @@ import { decoder, openFds, patternBytes, sha256, tempDir } from "./helpers.ts";
 const peerScript = new URL("./mirror_peer.ts", import.meta.url).pathname;
 const main = new URL("../cli/main.ts", import.meta.url).pathname;
 const MiB = 1 << 20;
-const methods = ["copy", "splice"] as const;
+const methods = ["copy", "splice", "auto"] as const;
 
 /** Reads a child's stdout into lines as they come. */
 class Lines {
