@@ -531,7 +531,7 @@ export async function fanout(
       report.bytes = dest.bytes;
       if (dest.error) report.error ??= dest.error;
     }
-    whole = true;
+    whole = run.error === undefined; // a source that failed part way cut every destination short
     const report: FanoutReport = { ...run, destinations: reports, seconds: 0 };
     report.seconds = (performance.now() - started) / 1000;
     if (report.error || reports.some((d) => d.error)) throw new FanoutError(report);

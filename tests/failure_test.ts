@@ -367,6 +367,27 @@ Deno.test("SIGINT on send: recv sees a reset, exits 1, prints no checksum", asyn
   assert.match(rest, /connection 1: .*reset/);
 });
 
+Deno.test("a source that fails part way: recv sees a reset, not a complete transfer", async () => {
+  using dir = tempDir();
+  const recv = new Deno.Command(deno, {
+    args: ["run", "-A", main, "recv", "--listen", "tcp://127.0.0.1:0", "--out", "got"],
+    cwd: dir.path,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const errLines = recv.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  const url = /listening on (\S+)/.exec((await errLines.read()).value ?? "")?.[1];
+  assert.ok(url);
+  // /proc/self/mem fails its first read (EIO: nothing is mapped at offset 0).
+  const send = await onecopySh(`onecopy send /proc/self/mem --to ${url}`, dir.path);
+  assert.equal(send.code, 1, send.err);
+  const [status, out] = await Promise.all([recv.status, new Response(recv.stdout).text()]);
+  let rest = "";
+  for (let c = await errLines.read(); !c.done; c = await errLines.read()) rest += c.value;
+  assert.equal(status.code, 1, rest);
+  assert.equal(out, "");
+});
+
 // 9. A file-size limit.
 
 Deno.test("ulimit -f: EFBIG on the file destination only; the others complete (CLI and library)", async () => {
