@@ -20,6 +20,7 @@ import {
   fcntl,
   O_RDWR,
   parseTarget,
+  printable,
   statx,
 } from "../lib/internal.ts";
 import { argmatch, ArgsError } from "./args.ts";
@@ -65,7 +66,8 @@ function errnoOf(e: unknown): number | undefined {
 }
 
 /** `NAME: Strerror`, or the error's own message (after `NAME: ` unless it names it already). */
-function describe(name: string | undefined, e: unknown): string {
+function describe(path: string | undefined, e: unknown): string {
+  const name = path === undefined ? undefined : printable(path); // one line, even for "a\nb"
   const errno = errnoOf(e);
   if (name !== undefined && errno !== undefined) return `${name}: ${strerror(errno)}`;
   const message = e instanceof Error ? e.message : String(e);

@@ -58,8 +58,8 @@ export interface FanoutOptions {
   /** Pipe size in bytes for the stage and branch pipes; default 1 MiB. */
   pipeSize?: number;
   /**
-   * Gives up on a TCP or Unix destination that does not answer a connect within
-   * this many ms (the others go on); default 30 000.
+   * Gives up on a TCP or Unix destination whose name lookup and connect take
+   * longer than this many ms (the others go on); default 30 000.
    */
   connectTimeout?: number;
   /** Open file destinations for appending instead of truncating them. */

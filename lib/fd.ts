@@ -180,12 +180,13 @@ export class Fd {
 
   /**
    * Connects to `tcp://host:port` or `unix:/path`; the socket is non-blocking.
-   * `signal` interrupts the name lookup and the connect; a connect that has no
-   * answer within `timeoutMs` (default 30 s) fails with ETIMEDOUT.
+   * `signal` interrupts the name lookup and the connect; when the two together
+   * take longer than `timeoutMs` (default 30 s), it fails with ETIMEDOUT.
    */
   static async connect(url: string, options: ConnectOptions = {}): Promise<Fd> {
-    const deadline = performance.now() + (options.timeoutMs ?? defaultConnectTimeoutMs);
-    const { sock, addr, kind } = await newSocket(url, "destination", options.signal);
+    const timeoutMs = options.timeoutMs ?? defaultConnectTimeoutMs;
+    const deadline = performance.now() + timeoutMs;
+    const { sock, addr, kind } = await lookUp(url, timeoutMs, options.signal);
     return await settingUp(sock, async () => {
       await connectBy(sock.fd, addr, url, deadline, options.signal);
       if (kind === "tcp") raw.setsockoptInt(sock.fd, raw.IPPROTO_TCP, raw.TCP_NODELAY, 1);
@@ -289,6 +290,18 @@ export class Listener {
   /** Same as `close()`, for `using`. */
   [Symbol.dispose](): void {
     this.close();
+  }
+}
+
+/** `newSocket` for a destination, its name lookup bounded by the connect timeout too. */
+async function lookUp(url: string, timeoutMs: number, signal?: AbortSignal) {
+  const timer = AbortSignal.timeout(timeoutMs);
+  try {
+    return await newSocket(url, "destination", signal ? AbortSignal.any([signal, timer]) : timer);
+  } catch (err) {
+    signal?.throwIfAborted();
+    if (timer.aborted) throw new OnecopyError("connect", Errno.ETIMEDOUT, url, { cause: err });
+    throw err;
   }
 }
 

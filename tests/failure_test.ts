@@ -466,6 +466,9 @@ Deno.test("messages: a path with a newline stays on one line; IPv6 zones; a miss
   const nl = await onecopySh(`onecopy send f --to $'no\\ndir/x' --to ok`, dir.path);
   assert.equal(nl.code, 1);
   assert.equal(nl.err, `onecopy: "no\\ndir/x": no such file or directory (open: ENOENT)\n`);
+  const teeNl = await onecopySh(`echo hi | onecopy tee $'no\\ndir/x' > /dev/null`, dir.path);
+  assert.equal(teeNl.code, 1);
+  assert.match(teeNl.err, /^onecopy: "no\\ndir\/x": no such file or directory\n$/i);
   const zone = await onecopySh(`onecopy send f --to 'tcp://[fe80::1%nosuchif]:9'`, dir.path);
   assert.equal(zone.code, 1);
   assert.match(zone.err, /no network interface named 'nosuchif'/);
