@@ -239,6 +239,9 @@ const Flow = struct {
     /// `window`). Doubled, up to `window_max`, each time a read fills it: a
     /// bulk flow then moves more per syscall; idle, it is reset (see `sweep`).
     win: u64 = 0,
+    /// Read from since the last sweep: a busy flow keeps its grown ring (a
+    /// fresh one costs a page fault per page here, more than the copy).
+    busy: bool = false,
 };
 
 const Conn = struct {
@@ -472,7 +475,8 @@ fn ensureRoom(L: *Loop, st: *State, c: *const Conn, f: *Flow, room: u64) u64 {
 }
 
 /// An empty ring goes back to the pool; a grown one (a bulk flow's) is kept
-/// while the flow is busy, and released when the sweep finds it empty (`idle`).
+/// while the flow is busy, and released when a sweep finds it empty and not
+/// read from since the last sweep (`idle`).
 fn releaseIfEmpty(L: *Loop, st: *State, c: *const Conn, f: *Flow) void {
     releaseEmpty(L, st, c, f, false);
 }
@@ -678,6 +682,7 @@ fn flowStep(L: *Loop, st: *State, c: *Conn, f: *Flow, progress: *bool, moved: *u
                 f.win = @min(windowOf(L, f) * 2, @max(L.window, L.window_max));
             }
             if (r > 0) {
+                f.busy = true;
                 const got: usize = @intCast(r);
                 if (f.cap_fd >= 0) f.hash.update(@as([*]const u8, @ptrFromInt(f.buf + off))[0..got]);
                 f.tail += got;
@@ -1104,7 +1109,10 @@ fn sweep(L: *Loop, st: *State, now: u64) void {
             const e = &c.ep[i];
             if (e.state == .connecting and now >= e.deadline) connectFailed(L, c, i, ETIMEDOUT);
         }
-        for (&c.flows) |*f| releaseEmpty(L, st, c, f, true);
+        for (&c.flows) |*f| {
+            if (!f.busy) releaseEmpty(L, st, c, f, true);
+            f.busy = false;
+        }
         settle(L, st, slot, now);
     }
 }
@@ -1500,4 +1508,60 @@ test "the next client goes to a loop holding at least two connections fewer" {
     try std.testing.expectEqual(@as(?usize, null), takerOf(&L, &st));
     publishLoad(&L, &st);
     try std.testing.expectEqual(@as(u64, 2), group[0].used);
+}
+
+test "the splice path: one round tee()d to the shadow's pipe, spliced to the primary, EOF shut down" {
+    var L = testLoop();
+    L.method = @intFromEnum(Method.splice);
+    L.window_max = 4096;
+    var st = State{ .conns = undefined, .ready = undefined, .nslots = 0 };
+    var c = Conn{};
+    const cl = socketPair();
+    const pr = socketPair();
+    const sh = socketPair();
+    c.ep[client] = .{ .fd = cl[0], .state = .open, .readable = true, .writable = true };
+    c.ep[primary] = .{ .fd = pr[0], .state = .open, .writable = true };
+    c.ep[first_shadow] = .{ .fd = sh[0], .state = .open, .writable = true };
+    const f = &c.flows[0];
+    f.sinks = (1 << primary) | (1 << first_shadow);
+    trySplice(&L, &st, &c, f);
+    try std.testing.expect(f.spliced);
+    try std.testing.expect(c.ep[first_shadow].pipe_w >= 0);
+    try std.testing.expectEqual(@as(isize, 5), sys.write(cl[1], "hello", 5));
+    _ = sys.call(.shutdown, .{ sys.arg(cl[1]), SHUT_WR });
+    var progress = true;
+    var moved: u64 = 0;
+    while (progress) {
+        progress = false;
+        spliceStep(&L, &c, f, &progress, &moved);
+    }
+    try std.testing.expect(f.eof);
+    for ([_]i32{ pr[1], sh[1] }) |fd| {
+        var buf: [16]u8 = undefined;
+        try std.testing.expectEqual(@as(isize, 5), sys.read(fd, &buf, buf.len));
+        try std.testing.expectEqualStrings("hello", buf[0..5]);
+        try std.testing.expectEqual(@as(isize, 0), sys.read(fd, &buf, buf.len));
+    }
+    closePipes(&c);
+    for ([_]i32{ cl[0], cl[1], pr[0], pr[1], sh[0], sh[1] }) |fd| _ = sys.close(fd);
+}
+
+test "auto keeps a flow on copy when a shadow's pipe could not hold max_lag" {
+    var L = testLoop();
+    L.method = @intFromEnum(Method.auto);
+    L.max_lag = 1 << 30; // far beyond any pipe an unprivileged process may have
+    var st = State{ .conns = undefined, .ready = undefined, .nslots = 0 };
+    var c = Conn{};
+    c.ep[primary] = .{ .state = .open };
+    c.ep[first_shadow] = .{ .state = .open };
+    const f = &c.flows[0];
+    f.sinks = (1 << primary) | (1 << first_shadow);
+    trySplice(&L, &st, &c, f);
+    try std.testing.expect(!f.spliced);
+    try std.testing.expectEqual(@as(i32, -1), f.pipe_r);
+    try std.testing.expectEqual(@as(i32, -1), c.ep[first_shadow].pipe_r);
+    L.max_lag = 1024;
+    trySplice(&L, &st, &c, f);
+    try std.testing.expect(f.spliced);
+    closePipes(&c);
 }
