@@ -55,6 +55,7 @@ function isConn(value: unknown): boolean {
 
 /** What to pass instead of a value that is no source. */
 function sourceAdvice(value: unknown): string {
+  if (value === Deno.stdin) return 'pass "-" (onecopy reads fd 0 itself), or Deno.stdin.readable';
   if (isFsFile(value)) {
     return "Deno gives no fd for a Deno.FsFile: pass its path, or file.readable";
   }
@@ -78,6 +79,10 @@ function sourceAdvice(value: unknown): string {
 
 /** What to pass instead of a value that is no destination. */
 function destinationAdvice(value: unknown): string {
+  if (value === Deno.stdout) {
+    return 'pass "-" (onecopy writes fd 1 itself), or Deno.stdout.writable';
+  }
+  if (value === Deno.stderr) return "pass Fd.stderr(), or Deno.stderr.writable";
   if (isFsFile(value)) {
     return "Deno gives no fd for a Deno.FsFile: pass its path, or file.writable";
   }

@@ -228,6 +228,8 @@ Deno.test("what cannot work is a TypeError naming it and what to pass, before an
       [3, /the number 3.*Fd\.adopt/, /the number 3.*Fd\.adopt/],
       [{}, /a plain object.*a path/, /a plain object.*a path/],
       [null, /is null/, /is null/],
+      [Deno.stdin, /pass "-".*Deno\.stdin\.readable/, /a path/],
+      [Deno.stdout, /\.readable|a path/, /pass "-".*Deno\.stdout\.writable/],
       [new Response("x"), /a Response.*its \.body/, /a Response.*a path/],
       [new WritableStream(), /is a WritableStream.*a destination, not a source/, /.^/],
       [new ReadableStream(), /.^/, /is a ReadableStream.*a source, not a destination/],
