@@ -20,12 +20,13 @@ const runs = { n: 10, warmup: 2 };
 const small = "small: 4 KiB to 4 files, x200";
 const stream = "stream: 64 x 1 MiB chunks to 4 pipes";
 
+// async functions: deno bench awaits only those, not a plain function returning a promise.
 Deno.bench(
   "Deno.readFile + 4 Deno.writeFile, x200",
   { group: small, baseline: true, ...runs },
-  () => smallNative(fixture),
+  async () => await smallNative(fixture),
 );
-Deno.bench("fanout, x200", { group: small, ...runs }, () => smallFanout(fixture));
+Deno.bench("fanout, x200", { group: small, ...runs }, async () => await smallFanout(fixture));
 Deno.bench(
   "deno native (for await + Promise.all(writer.write))",
   { group: stream, baseline: true, ...runs },
