@@ -10,6 +10,8 @@
 
 /** At most this many idle buffers are kept (a fan-out uses 1 + one per copying destination). */
 const maxIdle = 8;
+/** Only buffers at least this big are worth keeping. */
+const minPooled = 64 * 1024;
 const idle: Uint8Array[] = [];
 
 /** A buffer of exactly `size` bytes: an idle one if there is one, else a new one. */
@@ -24,7 +26,9 @@ export function borrowBuffer(size: number): Uint8Array {
  */
 export function returnBuffers(buffers: Uint8Array[]): void {
   for (const b of buffers) {
-    if (idle.length >= maxIdle) return;
-    if (!idle.includes(b)) idle.push(b);
+    // Small ones are cheap to allocate; kept, they would only crowd out the big ones.
+    if (b.length < minPooled || idle.includes(b)) continue;
+    if (idle.length >= maxIdle) idle.shift(); // the oldest goes: the sizes in use now stay
+    idle.push(b);
   }
 }

@@ -185,8 +185,12 @@ class Streams {
     }
   }
 
-  /** Ends every stream: a successful run lets writers take the rest and close. */
+  #ended = false;
+
+  /** Ends every stream, once: a successful run lets writers take the rest and close. */
   async end(ok: boolean, reason?: unknown): Promise<void> {
+    if (this.#ended) return;
+    this.#ended = true;
     await this.source?.stop(ok ? undefined : reason);
     await Promise.all([...this.dests.values()].map((d) => ok ? d.finish() : d.stop(reason)));
   }
@@ -524,7 +528,7 @@ export async function fanout(
     } finally {
       release?.();
     }
-    await streams.end(true);
+    await streams.end(run.error === undefined, run.error); // writers get a close only if whole
     for (const { fd, report } of live) {
       const dest = streams.dests.get(fd);
       if (!dest) continue;
@@ -764,17 +768,24 @@ const eventfdOne = new Uint8Array(new BigUint64Array([1n]).buffer);
  * Between batches: a failed source stream ends the run; a failed
  * WritableStream is dropped like any failed destination (the others go on).
  */
-function afterBatch(e: Engine, live: Live[], streams: Streams, options: FanoutOptions): boolean {
-  if (streams.source?.error) throw streams.source.error;
-  let stop = false;
-  live.forEach(({ fd, report }, k) => {
+function afterBatch(
+  e: Engine,
+  live: Live[],
+  streams: Streams,
+  options: FanoutOptions,
+): Error | "stop" | undefined {
+  if (streams.source?.error) return streams.source.error; // as a source that failed part way
+  for (const [k, { fd, report }] of live.entries()) {
     const error = streams.dests.get(fd)?.error;
-    if (!error || report.error) return;
+    if (!error || report.error) continue;
     e.dests[k].set("feed", Feed.dead);
     report.error = error;
-    if (options.onDestinationError?.(report.target, error) === "stop") stop = true;
-  });
-  return stop || e.dests.every((d) => d.get("feed") === Feed.dead);
+    if (options.onDestinationError?.(report.target, error) === "stop") {
+      stopOthers(e, live.map((d) => d.report), error);
+      return "stop";
+    }
+  }
+  return e.dests.every((d) => d.get("feed") === Feed.dead) ? "stop" : undefined;
 }
 
 /**
@@ -790,7 +801,7 @@ async function drive(
   src: Fd,
   reports: DestinationReport[],
   options: FanoutOptions,
-  between: () => boolean = () => false,
+  between: () => Error | "stop" | undefined = () => undefined,
 ): Promise<Error | undefined> {
   const fellBack = new Set<DestView>();
   const wake = e.job.get("wake_fd");
@@ -800,7 +811,8 @@ async function drive(
     for (;;) {
       const status = await runBatch(e.jobBytes, e.destBytes);
       options.signal?.throwIfAborted();
-      if (between()) return undefined; // a stream side failed: it says whether to go on
+      const streamSide = between(); // a stream that failed: the source's ends the run
+      if (streamSide) return streamSide === "stop" ? undefined : streamSide;
       options.onProgress?.(bytesDone(e));
       switch (status) {
         case Status.done:

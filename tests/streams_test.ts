@@ -178,8 +178,12 @@ Deno.test("a source stream that errors rejects fanout(), aborting the WritableSt
     },
   });
   const before = openFds();
-  await assert.rejects(fanout(source, [`${dir.path}/a`, sink]), /source stream: connection reset/);
-  assert.match(String(reason), /connection reset/);
+  const err = await fanout(source, [`${dir.path}/a`, sink]).catch((e) => e);
+  assert.ok(err instanceof FanoutError, String(err));
+  assert.match(err.message, /source stream: connection reset/);
+  assert.equal(err.report.bytes, MiB, "the report says how far the source got");
+  assert.equal(err.report.destinations[0].bytes, MiB);
+  assert.match(String(reason), /connection reset/, "the WritableStream was aborted, not closed");
   assert.equal(openFds(), before);
   const bad = ReadableStream.from(["not bytes"] as unknown as Uint8Array[]);
   await assert.rejects(
