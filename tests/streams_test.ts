@@ -279,3 +279,22 @@ Deno.test("what cannot work is a TypeError naming it and what to pass, before an
     listener.close();
   }
 });
+
+Deno.test('a WritableStream failing with onDestinationError "stop" cuts the others short, saying so', async () => {
+  using dir = tempDir();
+  const data = patternBytes(8 * MiB, 15);
+  const failing = new WritableStream<Uint8Array>({
+    write() {
+      throw new Error("quota");
+    },
+  });
+  const err = await fanout(ReadableStream.from(chunksOf(data)), [`${dir.path}/a`, failing], {
+    onDestinationError: () => "stop",
+    pipeSize: 64 * KiB,
+  }).catch((e) => e);
+  assert.ok(err instanceof FanoutError, String(err));
+  const [a, bad] = err.report.destinations;
+  assert.match(String(bad.error?.message), /quota/);
+  assert.equal(a.error?.message, "stopped");
+  assert.ok(a.bytes < data.length, `cut short: ${a.bytes}`);
+});
