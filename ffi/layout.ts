@@ -146,6 +146,8 @@ export const DIGEST_MAX = 32;
 export const DEST_BLOCKING_PIPE = 1;
 /** `Dest.flags`: a pipe whose reader going away is reported even while the source is idle. */
 export const DEST_WATCH_READER = 2;
+/** `Dest.flags`: from a source pipe, the stage is consumed into this pipe (splice) instead of tee()d. */
+export const DEST_MOVER = 4;
 /** `Job.src_flags`: a borrowed source that may block; poll before read. */
 export const SRC_MAY_BLOCK = 1;
 
@@ -213,6 +215,7 @@ export function expectedLayout(): Map<string, string> {
     poll_slots_base: POLL_SLOTS_BASE,
     dest_blocking_pipe: DEST_BLOCKING_PIPE,
     dest_watch_reader: DEST_WATCH_READER,
+    dest_mover: DEST_MOVER,
     src_may_block: SRC_MAY_BLOCK,
     hash_state_size: HASH_STATE_SIZE,
     digest_max: DIGEST_MAX,

@@ -13,6 +13,7 @@ import {
   CALLS,
   DEST,
   DEST_BLOCKING_PIPE,
+  DEST_MOVER,
   DEST_WATCH_READER,
   type DestView,
   Feed,
@@ -621,6 +622,7 @@ async function runEngine(
       branches[k],
     )
   );
+  if (plan.source === Source.pipe) chooseMover(engine);
   if (options.checksum) setUpTap(engine, options.checksum, branches[live.length]);
   const reports = live.map((d) => d.report);
   const wake = engine.job.get("wake_fd");
@@ -738,6 +740,16 @@ function setUpDestination(
     d.set("pipe_size", raw.getPipeSize(fd.fd));
   }
   setFeed(e, d, feed, branch);
+}
+
+/**
+ * From a source pipe, the last destination fed by tee() takes the stage by
+ * splice() instead (it is consumed into it, not into /dev/null): one tee()
+ * fewer per round, as the C reference does.
+ */
+function chooseMover(e: Engine): void {
+  const d = e.dests.findLast((x) => x.get("feed") === Feed.tee);
+  if (d) d.set("flags", d.get("flags") | DEST_MOVER);
 }
 
 /** The checksum tap: no fd (-1), its feed hashes the stable copy (or a branch of it). */

@@ -115,6 +115,9 @@ pub const dest_blocking_pipe: u32 = 1;
 /// Destination flag: a pipe whose reader going away is reported (EPIPE) even
 /// while the loop waits on something else, such as an idle source.
 pub const dest_watch_reader: u32 = 2;
+/// Destination flag: from a source pipe, consume the stage into this
+/// destination pipe (splice) rather than tee() into it (`isMover`).
+pub const dest_mover: u32 = 4;
 /// Source flag: a borrowed fd that may block; poll() before read().
 pub const src_may_block: u32 = 1;
 
@@ -409,6 +412,7 @@ fn teeStep(job: *Job, ds: []Dest, w: *Waits, progress: *bool) ?Status {
     for (ds, 0..) |*d, i| {
         if (!d.config.feed.usesStage() or d.state.fed != s.head) continue;
         if (!from_pipe and s.tail == s.head) continue;
+        if (isMover(job, d)) continue; // consumeStep moves the bytes into it
         const direct = d.config.feed == .tee;
         const target = if (direct) d.config.fd else d.config.branch_w;
         const n: usize = if (from_pipe) tee_all else @intCast(s.tail - s.head);
@@ -443,15 +447,61 @@ fn teeStep(job: *Job, ds: []Dest, w: *Waits, progress: *bool) ?Status {
     return null;
 }
 
-/// Consumes the stage up to the smallest `fed`: every live destination has those bytes.
-fn consumeStep(job: *Job, ds: []const Dest, progress: *bool) ?Status {
+/// A destination pipe the stage is consumed into (splice() moves the bytes)
+/// instead of being tee()d to and consumed into /dev/null: one tee() fewer per
+/// round. Only from a source pipe, only while it is fed by tee.
+fn isMover(job: *const Job, d: *const Dest) bool {
+    return job.config.source == .pipe and d.config.feed == .tee and d.config.flags & dest_mover != 0;
+}
+
+/// Consumes the stage up to the smallest `fed`: every live destination has
+/// those bytes. Into the mover, if there is one (it moves with the head, so
+/// its `fed` is always `head`), else into /dev/null.
+fn consumeStep(job: *Job, ds: []Dest, w: *Waits, progress: *bool) ?Status {
+    const c = &job.config;
     const s = &job.state;
+    var mover: ?usize = null;
+    var others = false;
     var lim: u64 = s.tail;
-    for (ds) |d| if (d.config.feed.usesStage()) {
+    for (ds, 0..) |*d, i| if (d.config.feed.usesStage()) {
+        if (mover == null and isMover(job, d)) {
+            mover = i;
+            continue;
+        }
+        others = true;
         lim = @min(lim, d.state.fed);
     };
+    if (mover != null and !others and !s.eof) {
+        // Nobody tee()s, so nobody sees the source's bytes or its end: look here.
+        const queued = sys.ioctl_int(c.stage_r, FIONREAD);
+        if (queued < 0) return sourceFailed(job, .ioctl, queued);
+        if (queued == 0) {
+            if (endOfPipe(c.stage_r)) {
+                s.eof = true;
+                s.taken = s.head;
+            } else w.add(c.stage_r, POLLIN);
+            return null;
+        }
+        lim = s.head + @as(u64, @intCast(queued));
+    }
     if (lim <= s.head) return null;
-    const r = sys.splice(job.config.stage_r, job.config.null_fd, @intCast(lim - s.head), SPLICE_F_NONBLOCK);
+    const n: usize = @intCast(lim - s.head);
+    if (mover) |i| {
+        const d = &ds[i];
+        const r = sys.splice(c.stage_r, d.config.fd, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (r > 0) {
+            s.head += @intCast(r);
+            d.state.fed = s.head;
+            d.state.done = s.head;
+            if (s.head > s.tail) s.tail = s.head;
+            s.taken = s.tail;
+            progress.* = true;
+        } else if (sys.is(r, .AGAIN)) {
+            w.add(d.config.fd, POLLOUT);
+        } else if (r < 0) return destFailed(job, d, i, .splice, r);
+        return null;
+    }
+    const r = sys.splice(c.stage_r, c.null_fd, n, SPLICE_F_NONBLOCK);
     if (r > 0) {
         s.head += @intCast(r);
         progress.* = true;
@@ -675,7 +725,7 @@ pub export fn oc_run(job: *Job, dests: [*]Dest) Status {
         if (sourceStep(job, ds, &w, &progress)) |st| return st;
         if (c.stage_r >= 0) {
             if (teeStep(job, ds, &w, &progress)) |st| return st;
-            if (consumeStep(job, ds, &progress)) |st| return st;
+            if (consumeStep(job, ds, &w, &progress)) |st| return st;
         }
         if (branchStep(job, ds, &w, &progress)) |st| return st;
         if (bufferStep(job, ds, &w, &progress)) |st| return st;
@@ -806,7 +856,7 @@ test "tee step: a short tee is never continued, and the stage is consumed only u
     var got = std.ArrayList(u8).init(testing.allocator);
     defer got.deinit();
     while (ds[1].state.fed < data.len) {
-        try testing.expectEqual(null, consumeStep(&job, &ds, &progress));
+        try testing.expectEqual(null, consumeStep(&job, &ds, &w, &progress));
         try testing.expectEqual(ds[1].state.fed, job.state.head); // the slowest holds it back
         try slow.drainInto(&got);
         try testing.expectEqual(null, teeStep(&job, &ds, &w, &progress));
@@ -817,7 +867,7 @@ test "tee step: a short tee is never continued, and the stage is consumed only u
     got.clearRetainingCapacity();
     try fast.drainInto(&got);
     try testing.expectEqualSlices(u8, &data, got.items);
-    try testing.expectEqual(null, consumeStep(&job, &ds, &progress));
+    try testing.expectEqual(null, consumeStep(&job, &ds, &w, &progress));
     try testing.expectEqual(job.state.tail, job.state.head);
 }
 
@@ -970,6 +1020,38 @@ test "oc_run: an output pipe whose reader left is an EPIPE dest_error while the 
     try testing.expect(sys.nowNs() - t0 < 10_000_000_000);
     try testing.expectEqual(@as(i32, @intFromEnum(E.PIPE)), ds[0].state.err);
     try testing.expectEqual(Call.poll, ds[0].state.err_call);
+}
+
+test "oc_run: from a source pipe, the mover gets the stage by splice(), the others by tee(), alone or not" {
+    const data = testBytes(300_000);
+    for ([_]usize{ 1, 3 }) |n| {
+        var src = try TestPipe.open(1 << 20);
+        defer src.close();
+        var outs: [3]TestPipe = undefined;
+        for (outs[0..n]) |*o| o.* = try TestPipe.open(1 << 20);
+        defer for (outs[0..n]) |o| o.close();
+        const devnull = try openDevNull();
+        defer _ = sys.close(devnull);
+        try src.put(&data);
+        _ = sys.close(src.w);
+        src.w = -1;
+        var job: Job = undefined;
+        var ds: [3]Dest = undefined;
+        oc_job_init(&job, &ds, @intCast(n));
+        var polls: [pollSlots(3)]sys.PollFd = undefined;
+        job.config = .{ .src_fd = src.r, .source = .pipe, .stage_r = src.r, .null_fd = devnull, .ndest = @intCast(n), .chunk = 65536, .stage_size = 1 << 20, .budget_ns = 5_000_000_000, .poll_fds = @intFromPtr(&polls), .poll_cap = polls.len };
+        for (ds[0..n], outs[0..n]) |*d, o| d.config = .{ .fd = o.w, .feed = .tee };
+        ds[n - 1].config.flags = dest_mover;
+        try testing.expectEqual(Status.done, oc_run(&job, ds[0..n].ptr));
+        try testing.expectEqual(@as(u64, data.len), job.state.taken);
+        for (ds[0..n], outs[0..n]) |d, o| {
+            try testing.expectEqual(@as(u64, data.len), d.state.done);
+            var got = std.ArrayList(u8).init(testing.allocator);
+            defer got.deinit();
+            try o.drainInto(&got);
+            try testing.expectEqualSlices(u8, &data, got.items);
+        }
+    }
 }
 
 test "oc_run: a value outside its enum is an invalid job, and nothing runs" {
