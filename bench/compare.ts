@@ -1,12 +1,14 @@
 /**
- * `deno task bench:compare [--size 1GiB] [--consumers 4] [--rounds 3] [--rss-size 8GiB]`
+ * `deno task bench:compare [--size 1GiB] [--consumers 4] [--wide 16] [--rounds 3] [--rss-size 8GiB]`
  *
  * Whole processes, side by side, rounds interleaved, medians reported as
  * ratios (absolute numbers drift on a noisy VM):
  * - tee: one page-cached file on stdin to N consumer processes
  *   (`cat > /dev/null`) through `onecopy tee`, coreutils `tee`, and where
  *   installed `pee`, `mbuffer`, `dcfldd`, plus a C reference built here with
- *   `cc` that makes the same syscalls as onecopy and nothing else;
+ *   `cc` that makes the same syscalls as onecopy and nothing else; then the
+ *   same file through `cat |` (a pipe on stdin, tee's usual case), and both
+ *   again with `--wide` consumers (onecopy, coreutils tee, the C reference);
  * - send: the file to N loopback TCP receivers (forked C readers, the same
  *   for every sender) through `onecopy send`, a Deno-native sender, and C
  *   senders doing plain write() and pipe-tee + splice();
@@ -160,8 +162,13 @@ async function buildC(dir: string, source: string, notes: string[]): Promise<str
 const sink = "cat > /dev/null";
 /** `>(cat > /dev/null)` for every consumer but the one on stdout. */
 const consumers = (n: number) => Array.from({ length: n - 1 }, () => `>(${sink})`).join(" ");
-const onecopyTee = (input: string, n: number) =>
-  `${onecopy} tee ${consumers(n)} < '${input}' | ${sink}`;
+/** How the input reaches tee's stdin: the file itself, or a pipe from `cat`. */
+type Stdin = "file" | "pipe";
+/** `TOOL ARGS` with the input on stdin, the way `stdin` says, and stdout into a consumer. */
+const withInput = (input: string, stdin: Stdin, command: string) =>
+  stdin === "file" ? `${command} < '${input}' | ${sink}` : `cat '${input}' | ${command} | ${sink}`;
+const onecopyTee = (input: string, n: number, stdin: Stdin = "file") =>
+  withInput(input, stdin, `${onecopy} tee ${consumers(n)}`);
 const onecopySend = (input: string, n: number, tcp: string) =>
   withReceivers(
     tcp,
@@ -169,40 +176,53 @@ const onecopySend = (input: string, n: number, tcp: string) =>
     `${onecopy} send '${input}' ${Array(n).fill("--to tcp://127.0.0.1:$PORT").join(" ")}`,
   );
 
-async function teeScenario(input: string, n: number, reference?: string): Promise<Scenario> {
+async function teeScenario(
+  input: string,
+  n: number,
+  reference?: string,
+  stdin: Stdin = "file",
+  optionalTools = true,
+): Promise<Scenario> {
   const subs = consumers(n);
   const tools: Tool[] = [
-    { name: "onecopy tee", line: onecopyTee(input, n) },
-    { name: "coreutils tee", line: `tee ${subs} < '${input}' | ${sink}` },
+    { name: "onecopy tee", line: onecopyTee(input, n, stdin) },
+    { name: "coreutils tee", line: withInput(input, stdin, `tee ${subs}`) },
   ];
   if (reference) {
-    tools.push({ name: "C reference", line: `'${reference}' ${subs} < '${input}' | ${sink}` });
+    tools.push({ name: "C reference", line: withInput(input, stdin, `'${reference}' ${subs}`) });
   }
-  const optional = await withOptionalTools(tools, [
-    {
-      cmd: "pee",
-      pkg: "moreutils",
-      name: "pee (moreutils)",
-      line: `pee ${Array(n).fill(`'${sink}'`).join(" ")} < '${input}'`,
-    },
-    {
-      cmd: "mbuffer",
-      name: "mbuffer",
-      line: `mbuffer -q -m 64M -i '${input}' ${Array(n).fill(`-o >(${sink})`).join(" ")}`,
-    },
-    {
-      cmd: "dcfldd",
-      name: "dcfldd",
-      line: `dcfldd status=off if='${input}' ${Array(n).fill(`of=>(${sink})`).join(" ")}`,
-    },
-  ]);
+  const optional = optionalTools
+    ? await withOptionalTools(tools, [
+      {
+        cmd: "pee",
+        pkg: "moreutils",
+        name: "pee (moreutils)",
+        line: `pee ${Array(n).fill(`'${sink}'`).join(" ")} < '${input}'`,
+      },
+      {
+        cmd: "mbuffer",
+        name: "mbuffer",
+        line: `mbuffer -q -m 64M -i '${input}' ${Array(n).fill(`-o >(${sink})`).join(" ")}`,
+      },
+      {
+        cmd: "dcfldd",
+        name: "dcfldd",
+        line: `dcfldd status=off if='${input}' ${Array(n).fill(`of=>(${sink})`).join(" ")}`,
+      },
+    ])
+    : { tools, notes: [] };
+  const how = stdin === "file"
+    ? "one page-cached file on stdin"
+    : "the same file through `cat |` (a pipe on stdin)";
   return {
-    title: `tee: one page-cached file on stdin to ${n} consumer processes (\`${sink}\`)`,
+    title: `tee: ${how} to ${n} consumer processes (\`${sink}\`)`,
     baseline: "coreutils tee",
     tools: optional.tools,
     notes: [
       ...optional.notes,
-      "C reference: read(), write() into a stage pipe, tee() to every consumer (bench/reference.c).",
+      stdin === "file"
+        ? "C reference: read(), write() into a stage pipe, tee() to every consumer (bench/reference.c)."
+        : "C reference: stdin grown to 1 MiB, tee() of what it holds to every consumer, splice() into the last (bench/reference.c).",
     ],
   };
 }
@@ -265,6 +285,7 @@ async function fileScenarios() {
     options: {
       size: { type: "string", default: "1GiB" },
       consumers: { type: "string", default: "4" },
+      wide: { type: "string", default: "16" },
       rounds: { type: "string", default: "3" },
       "rss-size": { type: "string", default: "8GiB" },
     },
@@ -272,6 +293,8 @@ async function fileScenarios() {
   const size = parseSize(values.size);
   const rssSize = parseSize(values["rss-size"]);
   const n = Number(values.consumers);
+  const wide = Number(values.wide);
+  if (!Number.isInteger(wide) || wide < 0) throw new Error(`--wide wants a whole number (0: none)`);
   const rounds = Number(values.rounds);
   if (!Number.isInteger(n) || n < 1) throw new Error(`--consumers wants a whole number from 1 up`);
   if (!Number.isInteger(rounds) || rounds < 1) {
@@ -288,6 +311,11 @@ async function fileScenarios() {
     const tcp = await buildC(dir, "tcp_reference.c", cNotes);
     const scenarios = [await teeScenario(input, n, reference)];
     if (tcp) scenarios.push(sendScenario(input, n, tcp));
+    scenarios.push(await teeScenario(input, n, reference, "pipe", false));
+    if (wide > 0 && wide !== n) {
+      scenarios.push(await teeScenario(input, wide, reference, "file", false));
+      scenarios.push(await teeScenario(input, wide, reference, "pipe", false));
+    }
     const results = await run(scenarios, rounds, size);
 
     const lines = [
@@ -305,7 +333,9 @@ async function fileScenarios() {
     await Deno.writeTextFile(`${here}results/compare.md`, text);
     await Deno.writeTextFile(
       `${here}results/compare.svg`,
-      svgChart(scenarios.map((s, i) => ({ title: s.title.split(":")[0], rows: results[i] }))),
+      svgChart(
+        scenarios.map((s, i) => ({ title: s.title.replace(/ \(`.*$/, ""), rows: results[i] })),
+      ),
     );
     console.log(text);
   } finally {
