@@ -235,6 +235,8 @@ const Flow = struct {
     pipe_w: i32 = -1,
     /// This flow moves bytes by the splice path (`spliceStep`).
     spliced: bool = false,
+    /// auto: this flow stays on the copy path (see `trySplice`).
+    no_splice: bool = false,
     /// copy path: how far the source may run ahead of an essential sink (0:
     /// `window`). Doubled, up to `window_max`, each time a read fills it: a
     /// bulk flow then moves more per syscall; idle, it is reset (see `sweep`).
@@ -527,7 +529,10 @@ fn openPipe(r: *i32, w: *i32, size: u64) u64 {
     if (sys.pipe2(&fds, SOCK_NONBLOCK | O_CLOEXEC) < 0) return 0;
     r.* = fds[0];
     w.* = fds[1];
-    _ = sys.call(.fcntl, .{ sys.arg(fds[1]), F_SETPIPE_SZ, @as(usize, @intCast(@min(size, 1 << 30))) });
+    // Past pipe-max-size the kernel refuses (EPERM): then take 1 MiB, its default.
+    if (sys.call(.fcntl, .{ sys.arg(fds[1]), F_SETPIPE_SZ, @as(usize, @intCast(@min(size, 1 << 30))) }) < 0) {
+        _ = sys.call(.fcntl, .{ sys.arg(fds[1]), F_SETPIPE_SZ, @as(usize, 1 << 20) });
+    }
     const cap = sys.call(.fcntl, .{ sys.arg(fds[1]), F_GETPIPE_SZ, 0 });
     return if (cap > 0) @intCast(cap) else 0;
 }
@@ -540,7 +545,8 @@ fn openPipes(L: *const Loop, c: *Conn, f: *Flow) bool {
     for (first_shadow..max_eps) |i| {
         if (f.sinks & (@as(u16, 1) << @intCast(i)) == 0 or !alive(&c.ep[i])) continue;
         const e = &c.ep[i];
-        e.pipe_cap = openPipe(&e.pipe_r, &e.pipe_w, L.max_lag);
+        // Room for max_lag beside a round (a quarter), and slots for a fragmented stream.
+        e.pipe_cap = openPipe(&e.pipe_r, &e.pipe_w, @max(L.max_lag + L.max_lag / 3, 64 * 1024));
         if (e.pipe_cap == 0) return false;
     }
     return true;
@@ -558,15 +564,25 @@ fn closeFlowPipes(c: *Conn, f: *Flow) void {
 /// byte, so the positions carry over). Without pipes (out of fds or pipe
 /// pages) it stays on the copy path.
 fn trySplice(L: *Loop, st: *State, c: *Conn, f: *Flow) void {
-    if (f.cap_fd >= 0 or flowLow(c, f) != f.tail) return;
-    if (!openPipes(L, c, f)) return closeFlowPipes(c, f);
-    if (L.method == @intFromEnum(Method.auto)) {
+    if (f.no_splice or f.cap_fd >= 0 or flowLow(c, f) != f.tail) return;
+    const shadowed = f.sinks & ~@as(u16, (1 << client) | (1 << primary)) != 0;
+    // Under block a shadow must get every byte, and a short tee() (a pipe out
+    // of slots) cannot be continued: such flows keep copying.
+    f.no_splice = L.method == @intFromEnum(Method.auto) and shadowed and L.on_lag == @intFromEnum(OnLag.block);
+    if (f.no_splice) return;
+    f.no_splice = !openPipes(L, c, f);
+    if (f.no_splice) return closeFlowPipes(c, f);
+    if (L.method == @intFromEnum(Method.auto) and shadowed) {
         // A spliced shadow's backlog is its pipe less a round (3/4 of it):
         // switch only if that honours max_lag (pipe-max-size, 1 MiB for an
         // unprivileged user, often does not: those flows keep copying).
         for (first_shadow..max_eps) |i| {
             if (f.sinks & (@as(u16, 1) << @intCast(i)) == 0 or !alive(&c.ep[i])) continue;
-            if (c.ep[i].pipe_cap - c.ep[i].pipe_cap / 4 < L.max_lag) return closeFlowPipes(c, f);
+            const cap = c.ep[i].pipe_cap;
+            if (cap - cap / 4 < L.max_lag or cap < 64 * 1024) {
+                f.no_splice = true;
+                return closeFlowPipes(c, f);
+            }
         }
     }
     for (first_shadow..max_eps) |i| c.ep[i].fed = c.ep[i].done;
@@ -919,7 +935,9 @@ fn settle(L: *Loop, st: *State, slot: u32, now: u64) void {
         const e = &c.ep[i];
         if (!alive(e)) continue;
         const delivered = f0.eof and e.done == f0.tail and e.wr_shut;
-        if (delivered and e.rd_eof) {
+        // Once the client is served, a shadow that has its whole stream is
+        // done: its replies are dropped anyway, so its FIN is not waited for.
+        if (delivered and (e.rd_eof or main_done)) {
             closeEp(L, c, i, .complete, 0, false);
         } else if (main_done and now >= c.main_done_at + L.grace_ns) {
             closeEp(L, c, i, if (delivered) .complete else .lagged_out, 0, !delivered);
@@ -1560,7 +1578,14 @@ test "auto keeps a flow on copy when a shadow's pipe could not hold max_lag" {
     try std.testing.expect(!f.spliced);
     try std.testing.expectEqual(@as(i32, -1), f.pipe_r);
     try std.testing.expectEqual(@as(i32, -1), c.ep[first_shadow].pipe_r);
+    try std.testing.expect(f.no_splice); // decided once, not retried per read
+    f.no_splice = false;
     L.max_lag = 1024;
+    L.on_lag = @intFromEnum(OnLag.block);
+    trySplice(&L, &st, &c, f);
+    try std.testing.expect(!f.spliced and f.no_splice);
+    f.no_splice = false;
+    L.on_lag = @intFromEnum(OnLag.disconnect);
     trySplice(&L, &st, &c, f);
     try std.testing.expect(f.spliced);
     closePipes(&c);

@@ -30,12 +30,12 @@ async function serve(conn: Deno.Conn, id: number, mode: string) {
   let bytes = 0;
   let end = "eof";
   if (name === "stall") return await new Promise(() => {});
-  if (name === "greet") {
-    await conn.write(new TextEncoder().encode("hello\n"));
-    await conn.closeWrite();
-  }
   const buf = new Uint8Array(64 * 1024);
   try {
+    if (name === "greet") {
+      await conn.write(new TextEncoder().encode("hello\n"));
+      await conn.closeWrite();
+    }
     for (;;) {
       const n = await conn.read(buf.subarray(0, Math.min(buf.length, limit - bytes)));
       if (n === null) break;
@@ -61,7 +61,13 @@ async function serve(conn: Deno.Conn, id: number, mode: string) {
 }
 
 let id = 0;
-for await (const conn of listener) {
+for (;;) {
+  let conn: Deno.Conn;
+  try {
+    conn = await listener.accept();
+  } catch {
+    continue; // a client reset before it was accepted (ENOTCONN, ECONNABORTED)
+  }
   const mode = modeList[Math.min(id, modeList.length - 1)];
-  serve(conn, ++id, mode);
+  serve(conn, ++id, mode).catch((e) => console.error(`peer: ${e}`)); // never end the process
 }
