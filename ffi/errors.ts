@@ -69,9 +69,10 @@ export function errnoText(errno: number): string {
 export const Errno = {
   EPERM: 1,
   ENOENT: 2,
+  ENXIO: 6,
   EBADF: 9,
   EAGAIN: 11,
-  ENXIO: 6,
+  EACCES: 13,
   EFAULT: 14,
   EXDEV: 18,
   EINVAL: 22,

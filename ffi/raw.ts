@@ -11,7 +11,7 @@
  */
 
 import { library, shim } from "./load.ts";
-import { check } from "./errors.ts";
+import { check, Errno } from "./errors.ts";
 
 export const O_RDONLY = 0;
 export const O_WRONLY = 1;
@@ -411,4 +411,16 @@ export function statx(target: number | string): Stat {
     dev: view.getUint32(stx_dev_major, true) * 2 ** 32 + view.getUint32(stx_dev_minor, true),
     ino: view.getBigUint64(stx_ino, true),
   };
+}
+
+/**
+ * Whether fds `a` and `b` share one open file description (one was dup()ed
+ * from the other, or both inherited as `4>&3`), by kcmp(KCMP_FILE). Such fds
+ * share one offset and one set of flags. `undefined` when the kernel cannot
+ * say (no CONFIG_KCMP, or a ptrace policy forbids it).
+ */
+export function sameDescription(a: number, b: number): boolean | undefined {
+  const r = Number(shim().oc_same_description(a, b));
+  if (r === -Errno.ENOSYS || r === -Errno.EPERM || r === -Errno.EACCES) return undefined;
+  return check(r, "kcmp") === 1;
 }

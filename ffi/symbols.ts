@@ -49,6 +49,8 @@ export const symbols = {
   },
   oc_eventfd: { parameters: ["u32", "u32"], result: "isize" },
   oc_sigaction: { parameters: ["u32", "buffer", "buffer"], result: "isize" },
+  /** int oc_same_description(int fd1, int fd2): kcmp(KCMP_FILE); 1 shared, 0 not. */
+  oc_same_description: { parameters: [fd, fd], result: "isize" },
   oc_statx: { parameters: [fd, "buffer", "u32", "u32", "buffer"], result: "isize" },
   oc_hash_begin: { parameters: ["u32", "buffer"], result: "isize" },
   oc_hash_update: { parameters: ["u32", "buffer", "buffer", "usize"], result: "isize" },

@@ -1,5 +1,6 @@
 //! C-ABI exports of the raw syscalls, one each, for ffi/raw.ts. No policy: each
 //! returns the kernel's result or `-errno`, with EINTR already retried.
+const std = @import("std");
 const sys = @import("sys.zig");
 const arg = sys.arg;
 
@@ -81,6 +82,15 @@ pub export fn oc_poll(fds: [*]sys.PollFd, n: usize, timeout_ms: i32) isize {
 }
 pub export fn oc_eventfd(initval: u32, flags: u32) isize {
     return sys.call(.eventfd2, .{ initval, flags });
+}
+/// Whether two of this process's fds share one open file description (dup(),
+/// `4>&3`): 1 yes, 0 no, or -errno (ENOSYS without CONFIG_KCMP, EPERM under a
+/// ptrace policy). Such fds share one offset, so writing both doubles data.
+pub export fn oc_same_description(fd1: i32, fd2: i32) isize {
+    const pid: usize = @intCast(std.os.linux.getpid());
+    const kcmp_file: usize = 0;
+    const r = sys.call(.kcmp, .{ pid, pid, kcmp_file, arg(fd1), arg(fd2) });
+    return if (r < 0) r else @intFromBool(r == 0);
 }
 /// statx has one layout on every architecture, unlike struct stat.
 pub export fn oc_statx(dirfd: i32, path: [*:0]const u8, flags: u32, mask: u32, buf: [*]u8) isize {
