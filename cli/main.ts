@@ -16,6 +16,7 @@ import { recv } from "./recv.ts";
 import { mirrorCommand } from "./mirror.ts";
 import { ignoreSignal, loadShim, PermissionError, SIGXFSZ } from "../lib/internal.ts";
 import { checkEncoding, isAbort } from "./common.ts";
+import { oneLine, quote } from "./quote.ts";
 
 const encoder = new TextEncoder();
 const line = (stream: { writeSync(p: Uint8Array): number }) => (text: string) => {
@@ -26,6 +27,12 @@ const line = (stream: { writeSync(p: Uint8Array): number }) => (text: string) =>
 const out = line(Deno.stdout);
 const err = line(Deno.stderr);
 
+const commands = { tee, send, recv, mirror: mirrorCommand } as const;
+type Command = keyof typeof commands;
+/** Whether `name` is a command (an own key: `onecopy constructor` is not one). */
+const isCommand = (name: string | undefined): name is Command =>
+  name !== undefined && Object.hasOwn(commands, name);
+
 /** `onecopy help [CMD]`. */
 function helpOf([name, ...extra]: string[]): number {
   if (name === undefined) {
@@ -33,7 +40,9 @@ function helpOf([name, ...extra]: string[]): number {
     return Exit.ok;
   }
   if (extra.length || !Object.hasOwn(help, name) || name === "main") {
-    throw new UsageError(`no help for '${[name, ...extra].join(" ")}' (try tee, send, recv)`);
+    throw new UsageError(
+      `no help for ${quote([name, ...extra].join(" "))} (try tee, send, recv, mirror)`,
+    );
   }
   out(help[name as keyof typeof help]);
   return Exit.ok;
@@ -52,9 +61,8 @@ export async function main(args: string[]): Promise<number> {
       return Exit.ok;
     }
     if (command === "help") return helpOf(rest);
-    const commands = { tee, send, recv, mirror: mirrorCommand } as const;
-    if (!(command in commands)) throw new UsageError(`unknown command '${command}'`);
-    const name = command as keyof typeof commands;
+    if (!isCommand(command)) throw new UsageError(`unknown command ${quote(command)}`);
+    const name = command;
     // tee parses --help itself, as GNU tee does: `tee -- --help` writes a file.
     if (name !== "tee" && (rest.includes("--help") || rest.includes("-h"))) {
       out(help[name]);
@@ -71,14 +79,14 @@ export async function main(args: string[]): Promise<number> {
     return await commands[name](rest, out, err);
   } catch (e) {
     if (e instanceof UsageError) {
-      const cmd = command && command in help ? `${command} ` : "";
-      err(`onecopy: ${e.message}\nTry 'onecopy ${cmd}--help' for more information.`);
+      const cmd = isCommand(command) ? `${command} ` : "";
+      err(`onecopy: ${oneLine(e.message)}\nTry 'onecopy ${cmd}--help' for more information.`);
       // GNU tee's usage errors exit 1; a drop-in must too. The other commands keep 2.
       return command === "tee" ? Exit.failed : Exit.usage;
     }
     if (isAbort(e)) return Exit.interrupted;
-    if (e instanceof PermissionError) err(e.message); // it starts with "onecopy needs"
-    else err(`onecopy: ${e instanceof Error ? e.message : String(e)}`);
+    if (e instanceof PermissionError) err(oneLine(e.message)); // it starts with "onecopy needs"
+    else err(`onecopy: ${oneLine(e instanceof Error ? e.message : String(e))}`);
     return Exit.failed;
   }
 }

@@ -5,10 +5,11 @@
  * @module
  */
 
-import { fanout, Fd } from "../mod.ts";
-import { statx } from "../lib/internal.ts";
-import { checksum, interruptSignal, parse } from "./common.ts";
+import { fanout, FanoutError, Fd } from "../mod.ts";
+import { printable, statx } from "../lib/internal.ts";
+import { checksum, interruptSignal, parse, target } from "./common.ts";
 import { Exit, UsageError } from "./usage.ts";
+import { oneLine, quote } from "./quote.ts";
 
 function isDevice(path: string): boolean {
   try {
@@ -36,10 +37,16 @@ export async function recv(
     },
   });
   if (!values.listen) throw new UsageError("recv needs --listen tcp://HOST:PORT or unix:PATH");
+  const kind = target(values.listen, "listen").kind;
+  if (kind !== "tcp" && kind !== "unix") {
+    throw new UsageError(
+      `--listen wants tcp://HOST:PORT or unix:PATH, not ${quote(values.listen)}`,
+    );
+  }
   const count = Number(values.connections ?? 1);
   if (!Number.isInteger(count) || count < 1) {
     throw new UsageError(
-      `--connections wants a whole number from 1 up, not '${values.connections}'`,
+      `--connections wants a whole number from 1 up, not ${quote(values.connections ?? "")}`,
     );
   }
   const base = values.out ?? "-";
@@ -51,7 +58,14 @@ export async function recv(
   const say = base === "-" ? err : out;
   const interrupt = interruptSignal();
   const listener = await Fd.listen(values.listen);
-  const results: { connection: number; bytes: number; checksum?: unknown; out: string }[] = [];
+  /** One line of `--json`: a connection that failed (reset, say) has its `error`. */
+  const results: {
+    connection: number;
+    bytes: number;
+    checksum?: unknown;
+    out: string;
+    error?: string;
+  }[] = [];
   let code: number = Exit.ok;
   const receive = async (conn: Fd, n: number) => {
     const path = count === 1 || shared ? base : `${base}.${n}`;
@@ -64,12 +78,16 @@ export async function recv(
       results.push({ connection: n, bytes: report.bytes, checksum: report.checksum, out: path });
       if (!values.json) {
         const sum = report.checksum ? ` ${report.checksum.algorithm} ${report.checksum.hex}` : "";
-        say(`${n} ${report.bytes}${sum} ${path}`);
+        say(`${n} ${report.bytes}${sum} ${printable(path)}`);
       }
     } catch (e) {
       if (interrupt.signal.aborted) throw e;
       code = Exit.failed;
-      err(`onecopy: connection ${n}: ${e instanceof Error ? e.message : e}`);
+      const message = e instanceof Error ? e.message : String(e);
+      // No checksum: it would be of a partial stream.
+      const bytes = e instanceof FanoutError ? e.report.bytes : 0;
+      results.push({ connection: n, bytes, out: path, error: message });
+      err(`onecopy: connection ${n}: ${oneLine(message)}`);
     } finally {
       conn.close();
     }
