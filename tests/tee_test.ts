@@ -354,3 +354,41 @@ Deno.test("tee: the broken pipe is a death by SIGPIPE, as GNU tee's (a parent se
   assert.equal(status.signal, "SIGPIPE", `code ${status.code}: ${err}`);
   assert.equal(err, "");
 });
+
+Deno.test("tee: an output that is stdin's own file: refused with -a (named, exit 1), as GNU without", async () => {
+  using dir = tempDir();
+  const data = "0123456789\n".repeat(10_000);
+  const reset = () => Deno.writeTextFileSync(`${dir.path}/f`, data);
+  const read = (name: string) => Deno.readTextFileSync(`${dir.path}/${name}`);
+  reset();
+  // -a: GNU's would append f to itself for ever; onecopy refuses f, the others get every byte.
+  const append = await sh(`onecopy tee -a f h < f > so`, dir.path);
+  assert.equal(append.code, 1);
+  assert.match(
+    append.err,
+    /^onecopy: f: is the source file; [^\n]*\(input file is output file\)\n$/,
+  );
+  assert.equal(read("f"), data, "f untouched");
+  assert.equal(read("h"), data);
+  assert.equal(read("so"), data);
+  const onStdout = await sh(`onecopy tee h2 < f >> f`, dir.path);
+  assert.equal(onStdout.code, 1);
+  assert.match(onStdout.err, /^onecopy: standard output: is the source file; [^\n]*\n$/);
+  assert.equal(read("f"), data);
+  assert.equal(read("h2"), data);
+  // --output-error=exit: that refusal ends tee before any byte (h3 created, empty).
+  const exit = await sh(`onecopy tee -a --output-error=exit f h3 < f > so3`, dir.path);
+  assert.equal(exit.code, 1);
+  assert.equal(exit.err.split("\n").length, 2, exit.err);
+  assert.equal(read("f"), data);
+  assert.equal(read("h3"), "");
+  assert.equal(read("so3"), "");
+  // Without -a, f has just been truncated: it holds all stdin has (nothing), exit 0 as GNU.
+  for (const line of [`onecopy tee f h4 < f`, `onecopy tee h5 < f > f`]) {
+    reset();
+    const r = await sh(line, dir.path);
+    assert.equal(r.code, 0, `${line}: ${r.err}`);
+    assert.equal(r.err, "", line);
+    assert.equal(read("f"), "", line);
+  }
+});
