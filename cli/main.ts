@@ -63,14 +63,15 @@ export async function main(args: string[]): Promise<number> {
     if (command === "help") return helpOf(rest);
     if (!isCommand(command)) throw new UsageError(`unknown command ${quote(command)}`);
     const name = command;
-    // tee parses --help itself, as GNU tee does: `tee -- --help` writes a file.
-    if (name !== "tee" && (rest.includes("--help") || rest.includes("-h"))) {
+    // tee, send and recv parse --help themselves (`tee -- --help` writes a file,
+    // `send f --to -h` sends to one); mirror's is seen anywhere.
+    if (name === "mirror" && (rest.includes("--help") || rest.includes("-h"))) {
       out(help[name]);
       return Exit.ok;
     }
     checkEncoding(rest);
     // Load the shim first: a missing permission is then one message, before any file is opened.
-    if (!rest.some((a) => a === "--help" || a === "--version")) {
+    if (!rest.some((a) => a === "--help" || a === "-h" || a === "--version")) {
       loadShim();
       // A write past `ulimit -f` then fails with EFBIG on its one destination
       // instead of killing onecopy (and every other destination with it).

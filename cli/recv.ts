@@ -8,7 +8,7 @@
 import { fanout, FanoutError, Fd } from "../mod.ts";
 import { printable, statx } from "../lib/internal.ts";
 import { checksum, interruptSignal, parse, target } from "./common.ts";
-import { Exit, UsageError } from "./usage.ts";
+import { Exit, help, UsageError } from "./usage.ts";
 import { oneLine, quote } from "./quote.ts";
 
 function isDevice(path: string): boolean {
@@ -34,8 +34,13 @@ export async function recv(
       out: { type: "string" },
       checksum: { type: "string" },
       json: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
     },
   });
+  if (values.help) {
+    out(help.recv);
+    return Exit.ok;
+  }
   if (!values.listen) throw new UsageError("recv needs --listen tcp://HOST:PORT or unix:PATH");
   const kind = target(values.listen, "listen").kind;
   if (kind !== "tcp" && kind !== "unix") {

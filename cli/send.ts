@@ -23,7 +23,7 @@ import {
 } from "./common.ts";
 import { Progress } from "./progress.ts";
 import { oneLine } from "./quote.ts";
-import { Exit, UsageError } from "./usage.ts";
+import { Exit, help, UsageError } from "./usage.ts";
 
 /** Runs `onecopy send`; returns the exit code. */
 export async function send(
@@ -42,8 +42,13 @@ export async function send(
       progress: { type: "boolean" },
       json: { type: "boolean" },
       "connect-timeout": { type: "string" },
+      help: { type: "boolean", short: "h" },
     },
   });
+  if (values.help) {
+    out(help.send);
+    return Exit.ok;
+  }
   if (positionals.length !== 1) {
     throw new UsageError(
       positionals.length ? "send takes one input (FILE or -)" : "send needs an input (FILE or -)",

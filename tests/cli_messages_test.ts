@@ -169,3 +169,21 @@ Deno.test("recv --json: a reset connection is listed with its error (and exit 1)
   assert.equal(ok.error, undefined);
   assert.match(Deno.readTextFileSync(`${dir.path}/err`), /^onecopy: connection 1: .*reset/m);
 });
+
+Deno.test("--help is an option, not a word anywhere: send f --to -h sends to a file named -h", async () => {
+  using dir = tempDir();
+  Deno.writeTextFileSync(`${dir.path}/f`, "data\n");
+  const r = await sh("onecopy send f --to -h", dir.path);
+  assert.equal(r.code, 0, r.err);
+  assert.equal(r.out, "");
+  assert.equal(Deno.readTextFileSync(`${dir.path}/-h`), "data\n");
+  Deno.writeTextFileSync(`${dir.path}/-h`, "minus h\n");
+  const quoted = await sh("onecopy send --to out -- -h", dir.path);
+  assert.equal(quoted.code, 0, quoted.err);
+  assert.equal(Deno.readTextFileSync(`${dir.path}/out`), "minus h\n");
+  for (const line of ["onecopy send -h", "onecopy send f --he", "onecopy recv -h"]) {
+    const help = await sh(line, dir.path);
+    assert.equal(help.code, 0, line);
+    assert.match(help.out, /^Usage: onecopy (send|recv) /, line);
+  }
+});
