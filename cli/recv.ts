@@ -19,6 +19,16 @@ function isDevice(path: string): boolean {
   }
 }
 
+/** Fd.listen, its errors naming the address (a failed name lookup does not). */
+async function listen(address: string) {
+  try {
+    return await Fd.listen(address);
+  } catch (e) {
+    if (!(e instanceof Error) || e.message.startsWith(`${printable(address)}: `)) throw e;
+    throw new Error(`${printable(address)}: ${e.message}`, { cause: e });
+  }
+}
+
 /** Runs `onecopy recv`; returns the exit code. */
 export async function recv(
   args: string[],
@@ -62,7 +72,7 @@ export async function recv(
   // Lines go to stderr when stdout carries the data.
   const say = base === "-" ? err : out;
   const interrupt = interruptSignal();
-  const listener = await Fd.listen(values.listen);
+  const listener = await listen(values.listen);
   /** One line of `--json`: a connection that failed (reset, say) has its `error`. */
   const results: {
     connection: number;

@@ -97,6 +97,10 @@ export async function resolveHost(host: string, signal?: AbortSignal): Promise<I
   }
   const v4 = parseIPv4(host);
   if (v4) return { family: AF_INET, bytes: v4 };
+  if (v6 && isLinkLocal(v6)) {
+    // The kernel's answer would be a bare EINVAL from connect() or bind().
+    throw new TypeError(`${host} is link-local: give its interface as a zone, as [${host}%eth0]`);
+  }
   if (v6) return { family: AF_INET6, bytes: v6 };
   if (host === "localhost") return { family: AF_INET, bytes: Uint8Array.of(127, 0, 0, 1) };
   for (const type of ["A", "AAAA"] as const) {
@@ -117,6 +121,11 @@ export async function resolveHost(host: string, signal?: AbortSignal): Promise<I
     }
   }
   throw new Error(`cannot resolve host ${printable(host)}`);
+}
+
+/** Whether an IPv6 address is link-local (fe80::/10): usable only with a zone. */
+function isLinkLocal(v6: Uint8Array): boolean {
+  return v6[0] === 0xfe && (v6[1] & 0xc0) === 0x80;
 }
 
 /** The index of a network interface named in an IPv6 zone: a number, or a name from sysfs. */

@@ -187,3 +187,18 @@ Deno.test("--help is an option, not a word anywhere: send f --to -h sends to a f
     assert.match(help.out, /^Usage: onecopy (send|recv) /, line);
   }
 });
+
+Deno.test("a link-local IPv6 address without a zone: said so, naming the address (not a bare EINVAL)", async () => {
+  using dir = tempDir();
+  Deno.writeTextFileSync(`${dir.path}/f`, "data\n");
+  const recv = await sh("onecopy recv --listen 'tcp://[fe80::1]:0'", dir.path);
+  assert.equal(recv.code, 1);
+  assert.equal(
+    recv.err,
+    "onecopy: tcp://[fe80::1]:0: fe80::1 is link-local: give its interface as a zone, as [fe80::1%eth0]\n",
+  );
+  const send = await sh("onecopy send f --to 'tcp://[fe80::1]:9' --to ok", dir.path);
+  assert.equal(send.code, 1);
+  assert.match(send.err, /^onecopy: tcp:\/\/\[fe80::1\]:9: fe80::1 is link-local: [^\n]*\n$/);
+  assert.equal(Deno.readTextFileSync(`${dir.path}/ok`), "data\n");
+});
