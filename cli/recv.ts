@@ -19,10 +19,14 @@ function isDevice(path: string): boolean {
   }
 }
 
-/** Fd.listen, its errors naming the address (a failed name lookup does not). */
-async function listen(address: string) {
+/**
+ * Fd.listen, its errors naming the address (a failed name lookup does not).
+ * The backlog holds every expected connection: a sender that opens them all at
+ * once must not see some reset before recv accepts them.
+ */
+async function listen(address: string, connections: number) {
   try {
-    return await Fd.listen(address);
+    return await Fd.listen(address, Math.max(128, connections));
   } catch (e) {
     if (!(e instanceof Error) || e.message.startsWith(`${printable(address)}: `)) throw e;
     throw new Error(`${printable(address)}: ${e.message}`, { cause: e });
@@ -72,7 +76,7 @@ export async function recv(
   // Lines go to stderr when stdout carries the data.
   const say = base === "-" ? err : out;
   const interrupt = interruptSignal();
-  const listener = await listen(values.listen);
+  const listener = await listen(values.listen, count);
   /** One line of `--json`: a connection that failed (reset, say) has its `error`. */
   const results: {
     connection: number;
