@@ -98,7 +98,8 @@ export function jsonReport(report: FanoutReport): string {
     bytes: report.bytes,
     method: report.method,
     stable: report.stable,
-    checksum: report.checksum,
+    // None for a source that failed part way: it would not be the source's checksum.
+    checksum: report.error ? undefined : report.checksum,
     seconds: Number(report.seconds.toFixed(6)),
     ...(report.error ? { error: report.error.message } : {}),
     destinations: report.destinations.map((d) => ({

@@ -202,3 +202,20 @@ Deno.test("a link-local IPv6 address without a zone: said so, naming the address
   assert.match(send.err, /^onecopy: tcp:\/\/\[fe80::1\]:9: fe80::1 is link-local: [^\n]*\n$/);
   assert.equal(Deno.readTextFileSync(`${dir.path}/ok`), "data\n");
 });
+
+Deno.test("--json: no checksum for a source that failed part way (as the plain output prints none)", async () => {
+  using dir = tempDir();
+  // /proc/self/mem fails its first read (EIO: nothing is mapped at offset 0).
+  const send = await sh("onecopy send /proc/self/mem --to a --json --checksum xxh64", dir.path);
+  assert.equal(send.code, 1);
+  const report = JSON.parse(send.out);
+  assert.match(report.error, /EIO/);
+  assert.equal(report.checksum, undefined);
+  const tee = await sh("onecopy tee --json --checksum sha256 < .", dir.path);
+  assert.equal(tee.code, 1);
+  const teeReport = JSON.parse(tee.err.split("\n").find((l) => l.startsWith("{"))!);
+  assert.match(teeReport.error, /EISDIR/);
+  assert.equal(teeReport.checksum, undefined);
+  const ok = await sh("echo x | onecopy send - --to b --json --checksum xxh64", dir.path);
+  assert.equal(JSON.parse(ok.out).checksum.algorithm, "xxh64");
+});
