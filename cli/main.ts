@@ -19,13 +19,38 @@ import { checkEncoding, isAbort } from "./common.ts";
 import { oneLine, quote } from "./quote.ts";
 
 const encoder = new TextEncoder();
-const line = (stream: { writeSync(p: Uint8Array): number }) => (text: string) => {
+/** The first error writing stdout: said once at the end, as GNU's "write error". */
+let stdoutError: unknown;
+/** Writes `text` and a newline, all of it; returns the error instead of throwing it. */
+function writeLine(stream: { writeSync(p: Uint8Array): number }, text: string): unknown {
   try {
-    stream.writeSync(encoder.encode(`${text}\n`));
-  } catch { /* a closed stdout/stderr must not turn into a stack trace */ }
+    for (let bytes = encoder.encode(`${text}\n`); bytes.length;) {
+      bytes = bytes.subarray(stream.writeSync(bytes));
+    }
+  } catch (e) {
+    return e;
+  }
+}
+const out = (text: string) => {
+  if (stdoutError === undefined) stdoutError = writeLine(Deno.stdout, text);
 };
-const out = line(Deno.stdout);
-const err = line(Deno.stderr);
+// A failing stderr leaves nothing to say it with.
+const err = (text: string) => void writeLine(Deno.stderr, text);
+
+/**
+ * `code`, unless writing stdout failed (help, version, a report into
+ * /dev/full): then "write error: <why>" and 1, as GNU's close_stdout. A reader
+ * gone (EPIPE) is quiet: tee then ends as SIGPIPE would, the others with 1.
+ */
+function checkStdout(code: number, command: string | undefined): number {
+  if (stdoutError === undefined) return code;
+  if (stdoutError instanceof Deno.errors.BrokenPipe) {
+    return command === "tee" ? sigpipeStatus : Math.max(code, Exit.failed);
+  }
+  const why = stdoutError instanceof Error ? stdoutError.message : String(stdoutError);
+  err(`onecopy: write error: ${oneLine(why.replace(/ \(os error \d+\)$/, ""))}`);
+  return code === sigpipeStatus || code === Exit.interrupted ? code : Math.max(code, Exit.failed);
+}
 
 const commands = { tee, send, recv, mirror: mirrorCommand } as const;
 type Command = keyof typeof commands;
@@ -50,6 +75,11 @@ function helpOf([name, ...extra]: string[]): number {
 
 /** Runs the command line `args`; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
+  const code = await run(args);
+  return checkStdout(code, args[0]);
+}
+
+async function run(args: string[]): Promise<number> {
   const [command, ...rest] = args;
   try {
     if (command === undefined || command === "--help" || command === "-h") {

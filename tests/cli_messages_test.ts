@@ -219,3 +219,16 @@ Deno.test("--json: no checksum for a source that failed part way (as the plain o
   const ok = await sh("echo x | onecopy send - --to b --json --checksum xxh64", dir.path);
   assert.equal(JSON.parse(ok.out).checksum.algorithm, "xxh64");
 });
+
+Deno.test("a stdout that fails (help, version, a checksum line into /dev/full): write error, exit 1", async () => {
+  using dir = tempDir();
+  for (const line of ["onecopy --version", "onecopy send --help", "onecopy help recv"]) {
+    const r = await sh(`${line} > /dev/full`, dir.path);
+    assert.equal(r.code, 1, line);
+    assert.equal(r.err, "onecopy: write error: No space left on device\n", line);
+  }
+  const sum = await sh("echo x | onecopy send - --to o --checksum sha256 > /dev/full", dir.path);
+  assert.equal(sum.code, 1);
+  assert.equal(sum.err, "onecopy: write error: No space left on device\n");
+  assert.equal(Deno.readTextFileSync(`${dir.path}/o`), "x\n");
+});

@@ -627,6 +627,38 @@ Deno.test("tee: output errors, --output-error=warn/exit, /dev/full (coreutils, u
       check: (r, file) => (assert.equal(r.code, 0), assert.equal(file("pipe.err"), "")),
     },
     {
+      name: "io-errors.sh: --version, --help and copying into /dev/full are diagnosed",
+      files: { foo: "foo\n" },
+      line: `for args in --version --help '' ; do
+               timeout 10 sh -c "onecopy tee $args < foo 2> full.err > /dev/full"; echo "$? $(cat full.err)"
+             done`,
+      check: (r) => {
+        const [version, help, copy] = r.out.trimEnd().split("\n");
+        assert.equal(version, "1 onecopy: write error: No space left on device");
+        assert.equal(help, "1 onecopy: write error: No space left on device");
+        assert.equal(copy, "1 onecopy: standard output: No space left on device");
+      },
+    },
+    {
+      name: "io-errors.sh: into a closed pipe: quiet (tee < foo | :, --version | :)",
+      files: { foo: "foo\n" },
+      line: `timeout 10 sh -c 'onecopy tee < foo 2> pipe.err | :' && test ! -s pipe.err &&
+             timeout 10 sh -c 'onecopy tee --help 2> pipe.err | (exec 0<&-; sleep .2)' && test ! -s pipe.err`,
+      check: (r) => (assert.equal(r.code, 0, r.err), assert.equal(r.err, "")),
+    },
+    {
+      name: "responsive.sh: a line from a FIFO held open reaches the output at once",
+      line: `mkfifo in hold; onecopy tee < in > out & reader=$!
+             { printf '1\\n'; read x < hold || :; } > in & writer=$!
+             for i in $(seq 60); do test -s out && break; sleep .1; done
+             test -s out; got=$?; printf release > hold; wait $writer; wait $reader; exit $got`,
+      check: (
+        r,
+        file,
+      ) => (assert.equal(r.code, 0, "no output while stdin stayed open"),
+        assert.equal(file("out"), "1\n")),
+    },
+    {
       name: "p-open-fail (9.2 crash fix)",
       line: "onecopy tee -p ./e/noent < /dev/null",
       check: (r) => (assert.equal(r.code, 1), assert.equal(lines(r.err), 1)),
