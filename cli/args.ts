@@ -9,6 +9,8 @@
  * @module
  */
 
+import { quote } from "./quote.ts";
+
 /**
  * One option: a string or a boolean, maybe with a one-letter alias, maybe
  * repeatable. A string option with `optional` takes its value only as
@@ -38,9 +40,9 @@ function longName(name: string, options: Record<string, OptionSpec>): string {
   if (Object.hasOwn(options, name)) return name;
   const matches = Object.keys(options).filter((o) => name !== "" && o.startsWith(name));
   if (matches.length === 1) return matches[0];
-  if (matches.length === 0) throw new ArgsError(`unrecognized option '--${name}'`);
+  if (matches.length === 0) throw new ArgsError(`unrecognized option ${quote(`--${name}`)}`);
   const possibilities = matches.map((m) => `'--${m}'`).join(" ");
-  throw new ArgsError(`option '--${name}' is ambiguous; possibilities: ${possibilities}`);
+  throw new ArgsError(`option ${quote(`--${name}`)} is ambiguous; possibilities: ${possibilities}`);
 }
 
 /**
@@ -66,7 +68,7 @@ export function parseArgs<const O extends Record<string, OptionSpec>>(config: {
     else values[name] = value;
   };
   const positional = (arg: string) => {
-    if (!config.allowPositionals) throw new ArgsError(`unexpected argument '${arg}'`);
+    if (!config.allowPositionals) throw new ArgsError(`unexpected argument ${quote(arg)}`);
     positionals.push(arg);
   };
   for (let i = 0; i < args.length; i++) {
@@ -93,7 +95,7 @@ export function parseArgs<const O extends Record<string, OptionSpec>>(config: {
     } else if (arg.startsWith("-") && arg !== "-") {
       for (const letter of arg.slice(1)) {
         const name = shorts.get(letter);
-        if (!name) throw new ArgsError(`invalid option -- '${letter}'`);
+        if (!name) throw new ArgsError(`invalid option -- ${quote(letter)}`);
         const spec = options[name];
         if (spec.type === "boolean") set(name, true);
         else if (spec.optional !== undefined) set(name, spec.optional);
@@ -124,5 +126,5 @@ export function argmatch<const C extends string>(
   if (matches.length === 1) return matches[0];
   const valid = choices.map((c) => `'${c}'`).join(", ");
   const why = matches.length ? "ambiguous" : "invalid";
-  throw new ArgsError(`${why} argument '${value}' for '${option}' (valid: ${valid})`);
+  throw new ArgsError(`${why} argument ${quote(value)} for '${option}' (valid: ${valid})`);
 }

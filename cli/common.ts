@@ -13,8 +13,9 @@ import {
   type Method,
   methods,
 } from "../mod.ts";
-import { parseTarget, printable } from "../lib/internal.ts";
+import { parseTarget, printable, type Target } from "../lib/internal.ts";
 import { UsageError } from "./usage.ts";
+import { quote } from "./quote.ts";
 
 /** parseArgs, with its errors turned into one-line usage errors. */
 export function parse<const O extends Record<string, OptionSpec>>(
@@ -46,7 +47,7 @@ export function checkEncoding(args: string[]): void {
 export function method(value: unknown): Method {
   if (value === undefined) return "auto";
   if (!methods.includes(value as Method)) {
-    throw new UsageError(`unknown method '${value}' (use ${methods.join(", ")})`);
+    throw new UsageError(`unknown method ${quote(String(value))} (use ${methods.join(", ")})`);
   }
   return value as Method;
 }
@@ -56,7 +57,7 @@ export function seconds(option: string, value: string | undefined): number | und
   if (value === undefined) return undefined;
   const s = Number(value);
   if (value.trim() === "" || !Number.isFinite(s) || s <= 0) {
-    throw new UsageError(`${option} wants a number of seconds above 0, not '${value}'`);
+    throw new UsageError(`${option} wants a number of seconds above 0, not ${quote(value)}`);
   }
   return s * 1000;
 }
@@ -65,9 +66,22 @@ export function seconds(option: string, value: string | undefined): number | und
 export function checksum(value: unknown): ChecksumAlgorithm | undefined {
   if (value === undefined) return undefined;
   if (!checksumAlgorithms.includes(value as ChecksumAlgorithm)) {
-    throw new UsageError(`unknown checksum '${value}' (use ${checksumAlgorithms.join(", ")})`);
+    throw new UsageError(
+      `unknown checksum ${quote(String(value))} (use ${checksumAlgorithms.join(", ")})`,
+    );
   }
   return value as ChecksumAlgorithm;
+}
+
+/**
+ * The line `sha256sum` prints for `name`: `HEX  NAME`. As GNU does, a name
+ * holding a backslash, newline or carriage return is escaped (`\\`, `\n`,
+ * `\r`) and the line starts with a backslash, so `sha256sum -c` reads it back.
+ */
+export function checksumLine(hex: string, name: string): string {
+  if (!/[\\\n\r]/.test(name)) return `${hex}  ${name}`;
+  const escapes: Record<string, string> = { "\\": "\\\\", "\n": "\\n", "\r": "\\r" };
+  return `\\${hex}  ${name.replace(/[\\\n\r]/g, (c) => escapes[c])}`;
 }
 
 /** An AbortSignal that fires on SIGINT; `release()` removes the handler. */
@@ -84,7 +98,8 @@ export function jsonReport(report: FanoutReport): string {
     bytes: report.bytes,
     method: report.method,
     stable: report.stable,
-    checksum: report.checksum,
+    // None for a source that failed part way: it would not be the source's checksum.
+    checksum: report.error ? undefined : report.checksum,
     seconds: Number(report.seconds.toFixed(6)),
     ...(report.error ? { error: report.error.message } : {}),
     destinations: report.destinations.map((d) => ({
@@ -119,14 +134,24 @@ export function fileSize(path: string): number | undefined {
   }
 }
 
-/** Checks destination addresses up front, so a bad URL is a usage error before any byte moves. */
+/**
+ * Checks an address up front (`-`, a path, `tcp://HOST:PORT`, `unix:PATH`), so
+ * that an empty path, a bad URL or a port out of range is a usage error
+ * before anything is opened.
+ */
+export function target(text: string, role: "source" | "destination" | "listen"): Target {
+  try {
+    return parseTarget(text, role);
+  } catch (e) {
+    throw new UsageError(e instanceof Error ? e.message : String(e));
+  }
+}
+
+/** Checks destination addresses up front (see `target`); `-` (stdout) may be given once. */
 export function destinations(targets: string[]): string[] {
-  for (const t of targets) {
-    try {
-      parseTarget(t, "destination");
-    } catch (e) {
-      throw new UsageError(e instanceof Error ? e.message : String(e));
-    }
+  for (const t of targets) target(t, "destination");
+  if (targets.filter((t) => t === "-").length > 1) {
+    throw new UsageError("--to - (stdout) is given twice; give it once");
   }
   return targets;
 }

@@ -16,15 +16,47 @@ import { recv } from "./recv.ts";
 import { mirrorCommand } from "./mirror.ts";
 import { ignoreSignal, loadShim, PermissionError, SIGXFSZ } from "../lib/internal.ts";
 import { checkEncoding, isAbort } from "./common.ts";
+import { oneLine, quote } from "./quote.ts";
 
 const encoder = new TextEncoder();
-const line = (stream: { writeSync(p: Uint8Array): number }) => (text: string) => {
+/** The first error writing stdout: said once at the end, as GNU's "write error". */
+let stdoutError: unknown;
+/** Writes `text` and a newline, all of it; returns the error instead of throwing it. */
+function writeLine(stream: { writeSync(p: Uint8Array): number }, text: string): unknown {
   try {
-    stream.writeSync(encoder.encode(`${text}\n`));
-  } catch { /* a closed stdout/stderr must not turn into a stack trace */ }
+    for (let bytes = encoder.encode(`${text}\n`); bytes.length;) {
+      bytes = bytes.subarray(stream.writeSync(bytes));
+    }
+  } catch (e) {
+    return e;
+  }
+}
+const out = (text: string) => {
+  if (stdoutError === undefined) stdoutError = writeLine(Deno.stdout, text);
 };
-const out = line(Deno.stdout);
-const err = line(Deno.stderr);
+// A failing stderr leaves nothing to say it with.
+const err = (text: string) => void writeLine(Deno.stderr, text);
+
+/**
+ * `code`, unless writing stdout failed (help, version, a report into
+ * /dev/full): then "write error: <why>" and 1, as GNU's close_stdout. A reader
+ * gone (EPIPE) is quiet: tee then ends as SIGPIPE would, the others with 1.
+ */
+function checkStdout(code: number, command: string | undefined): number {
+  if (stdoutError === undefined) return code;
+  if (stdoutError instanceof Deno.errors.BrokenPipe) {
+    return command === "tee" ? sigpipeStatus : Math.max(code, Exit.failed);
+  }
+  const why = stdoutError instanceof Error ? stdoutError.message : String(stdoutError);
+  err(`onecopy: write error: ${oneLine(why.replace(/ \(os error \d+\)$/, ""))}`);
+  return code === sigpipeStatus || code === Exit.interrupted ? code : Math.max(code, Exit.failed);
+}
+
+const commands = { tee, send, recv, mirror: mirrorCommand } as const;
+type Command = keyof typeof commands;
+/** Whether `name` is a command (an own key: `onecopy constructor` is not one). */
+const isCommand = (name: string | undefined): name is Command =>
+  name !== undefined && Object.hasOwn(commands, name);
 
 /** `onecopy help [CMD]`. */
 function helpOf([name, ...extra]: string[]): number {
@@ -33,7 +65,9 @@ function helpOf([name, ...extra]: string[]): number {
     return Exit.ok;
   }
   if (extra.length || !Object.hasOwn(help, name) || name === "main") {
-    throw new UsageError(`no help for '${[name, ...extra].join(" ")}' (try tee, send, recv)`);
+    throw new UsageError(
+      `no help for ${quote([name, ...extra].join(" "))} (try tee, send, recv, mirror)`,
+    );
   }
   out(help[name as keyof typeof help]);
   return Exit.ok;
@@ -41,6 +75,11 @@ function helpOf([name, ...extra]: string[]): number {
 
 /** Runs the command line `args`; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
+  const code = await run(args);
+  return checkStdout(code, args[0]);
+}
+
+async function run(args: string[]): Promise<number> {
   const [command, ...rest] = args;
   try {
     if (command === undefined || command === "--help" || command === "-h") {
@@ -52,17 +91,17 @@ export async function main(args: string[]): Promise<number> {
       return Exit.ok;
     }
     if (command === "help") return helpOf(rest);
-    const commands = { tee, send, recv, mirror: mirrorCommand } as const;
-    if (!(command in commands)) throw new UsageError(`unknown command '${command}'`);
-    const name = command as keyof typeof commands;
-    // tee parses --help itself, as GNU tee does: `tee -- --help` writes a file.
-    if (name !== "tee" && (rest.includes("--help") || rest.includes("-h"))) {
+    if (!isCommand(command)) throw new UsageError(`unknown command ${quote(command)}`);
+    const name = command;
+    // tee, send and recv parse --help themselves (`tee -- --help` writes a file,
+    // `send f --to -h` sends to one); mirror's is seen anywhere.
+    if (name === "mirror" && (rest.includes("--help") || rest.includes("-h"))) {
       out(help[name]);
       return Exit.ok;
     }
     checkEncoding(rest);
     // Load the shim first: a missing permission is then one message, before any file is opened.
-    if (!rest.some((a) => a === "--help" || a === "--version")) {
+    if (!rest.some((a) => a === "--help" || a === "-h" || a === "--version")) {
       loadShim();
       // A write past `ulimit -f` then fails with EFBIG on its one destination
       // instead of killing onecopy (and every other destination with it).
@@ -71,14 +110,14 @@ export async function main(args: string[]): Promise<number> {
     return await commands[name](rest, out, err);
   } catch (e) {
     if (e instanceof UsageError) {
-      const cmd = command && command in help ? `${command} ` : "";
-      err(`onecopy: ${e.message}\nTry 'onecopy ${cmd}--help' for more information.`);
+      const cmd = isCommand(command) ? `${command} ` : "";
+      err(`onecopy: ${oneLine(e.message)}\nTry 'onecopy ${cmd}--help' for more information.`);
       // GNU tee's usage errors exit 1; a drop-in must too. The other commands keep 2.
       return command === "tee" ? Exit.failed : Exit.usage;
     }
     if (isAbort(e)) return Exit.interrupted;
-    if (e instanceof PermissionError) err(e.message); // it starts with "onecopy needs"
-    else err(`onecopy: ${e instanceof Error ? e.message : String(e)}`);
+    if (e instanceof PermissionError) err(oneLine(e.message)); // it starts with "onecopy needs"
+    else err(`onecopy: ${oneLine(e instanceof Error ? e.message : String(e))}`);
     return Exit.failed;
   }
 }

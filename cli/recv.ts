@@ -5,16 +5,31 @@
  * @module
  */
 
-import { fanout, Fd } from "../mod.ts";
-import { statx } from "../lib/internal.ts";
-import { checksum, interruptSignal, parse } from "./common.ts";
-import { Exit, UsageError } from "./usage.ts";
+import { fanout, FanoutError, Fd } from "../mod.ts";
+import { printable, statx } from "../lib/internal.ts";
+import { checksum, interruptSignal, parse, target } from "./common.ts";
+import { Exit, help, UsageError } from "./usage.ts";
+import { oneLine, quote } from "./quote.ts";
 
 function isDevice(path: string): boolean {
   try {
     return statx(path).type === "char";
   } catch {
     return false; // not there yet: it will be a file
+  }
+}
+
+/**
+ * Fd.listen, its errors naming the address (a failed name lookup does not).
+ * The backlog holds every expected connection: a sender that opens them all at
+ * once must not see some reset before recv accepts them.
+ */
+async function listen(address: string, connections: number) {
+  try {
+    return await Fd.listen(address, Math.max(128, connections));
+  } catch (e) {
+    if (!(e instanceof Error) || e.message.startsWith(`${printable(address)}: `)) throw e;
+    throw new Error(`${printable(address)}: ${e.message}`, { cause: e });
   }
 }
 
@@ -33,13 +48,24 @@ export async function recv(
       out: { type: "string" },
       checksum: { type: "string" },
       json: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
     },
   });
+  if (values.help) {
+    out(help.recv);
+    return Exit.ok;
+  }
   if (!values.listen) throw new UsageError("recv needs --listen tcp://HOST:PORT or unix:PATH");
+  const kind = target(values.listen, "listen").kind;
+  if (kind !== "tcp" && kind !== "unix") {
+    throw new UsageError(
+      `--listen wants tcp://HOST:PORT or unix:PATH, not ${quote(values.listen)}`,
+    );
+  }
   const count = Number(values.connections ?? 1);
   if (!Number.isInteger(count) || count < 1) {
     throw new UsageError(
-      `--connections wants a whole number from 1 up, not '${values.connections}'`,
+      `--connections wants a whole number from 1 up, not ${quote(values.connections ?? "")}`,
     );
   }
   const base = values.out ?? "-";
@@ -50,8 +76,15 @@ export async function recv(
   // Lines go to stderr when stdout carries the data.
   const say = base === "-" ? err : out;
   const interrupt = interruptSignal();
-  const listener = await Fd.listen(values.listen);
-  const results: { connection: number; bytes: number; checksum?: unknown; out: string }[] = [];
+  const listener = await listen(values.listen, count);
+  /** One line of `--json`: a connection that failed (reset, say) has its `error`. */
+  const results: {
+    connection: number;
+    bytes: number;
+    checksum?: unknown;
+    out: string;
+    error?: string;
+  }[] = [];
   let code: number = Exit.ok;
   const receive = async (conn: Fd, n: number) => {
     const path = count === 1 || shared ? base : `${base}.${n}`;
@@ -64,12 +97,16 @@ export async function recv(
       results.push({ connection: n, bytes: report.bytes, checksum: report.checksum, out: path });
       if (!values.json) {
         const sum = report.checksum ? ` ${report.checksum.algorithm} ${report.checksum.hex}` : "";
-        say(`${n} ${report.bytes}${sum} ${path}`);
+        say(`${n} ${report.bytes}${sum} ${printable(path)}`);
       }
     } catch (e) {
       if (interrupt.signal.aborted) throw e;
       code = Exit.failed;
-      err(`onecopy: connection ${n}: ${e instanceof Error ? e.message : e}`);
+      const message = e instanceof Error ? e.message : String(e);
+      // No checksum: it would be of a partial stream.
+      const bytes = e instanceof FanoutError ? e.report.bytes : 0;
+      results.push({ connection: n, bytes, out: path, error: message });
+      err(`onecopy: connection ${n}: ${oneLine(message)}`);
     } finally {
       conn.close();
     }

@@ -8,6 +8,7 @@ import { fanout, type FanoutReport } from "../mod.ts";
 import { describeFailure } from "../lib/internal.ts";
 import {
   checksum,
+  checksumLine,
   destinations,
   fileSize,
   interruptSignal,
@@ -18,9 +19,11 @@ import {
   parse,
   reportOf,
   seconds,
+  target,
 } from "./common.ts";
 import { Progress } from "./progress.ts";
-import { Exit, UsageError } from "./usage.ts";
+import { oneLine } from "./quote.ts";
+import { Exit, help, UsageError } from "./usage.ts";
 
 /** Runs `onecopy send`; returns the exit code. */
 export async function send(
@@ -39,41 +42,50 @@ export async function send(
       progress: { type: "boolean" },
       json: { type: "boolean" },
       "connect-timeout": { type: "string" },
+      help: { type: "boolean", short: "h" },
     },
   });
+  if (values.help) {
+    out(help.send);
+    return Exit.ok;
+  }
   if (positionals.length !== 1) {
     throw new UsageError(
       positionals.length ? "send takes one input (FILE or -)" : "send needs an input (FILE or -)",
     );
   }
-  const to = values.to ?? [];
-  if (to.length === 0) throw new UsageError("send needs at least one --to DEST");
   const [input] = positionals;
+  target(input, "source");
+  const to = destinations(values.to ?? []);
+  if (to.length === 0) throw new UsageError("send needs at least one --to DEST");
+  const options = {
+    append: values.append,
+    checksum: checksum(values.checksum),
+    method: method(values.method),
+    connectTimeout: seconds("--connect-timeout", values["connect-timeout"]),
+  };
   const interrupt = interruptSignal();
   const progress = new Progress({ force: values.progress === true, total: fileSize(input) });
   let report: FanoutReport;
   try {
-    report = await reportOf(fanout(input, destinations(to), {
-      append: values.append,
-      checksum: checksum(values.checksum),
-      method: method(values.method),
-      connectTimeout: seconds("--connect-timeout", values["connect-timeout"]),
+    report = await reportOf(fanout(input, to, {
+      ...options,
       signal: interrupt.signal,
       onProgress: (n) => progress.update(n),
     }));
   } catch (e) {
-    if (values.json && !isAbort(e) && !(e instanceof UsageError)) out(jsonFailure(e, to));
+    if (values.json && !isAbort(e)) out(jsonFailure(e, to));
     throw e;
   } finally {
     progress.done();
     interrupt.release();
   }
-  if (report.error) err(`onecopy: ${report.error.message}`);
+  if (report.error) err(`onecopy: ${oneLine(report.error.message)}`);
   const failed = report.destinations.filter((d) => d.error);
-  for (const d of failed) err(`onecopy: ${describeFailure(d.target, d.error)}`);
+  for (const d of failed) err(`onecopy: ${oneLine(describeFailure(d.target, d.error))}`);
   if (values.json) out(jsonReport(report));
   // The line sha256sum prints (`HEX  FILE`), so that `sha256sum -c` can check it; none
   // for a source that failed part way: that checksum is not the source's.
-  else if (report.checksum && !report.error) out(`${report.checksum.hex}  ${input}`);
+  else if (report.checksum && !report.error) out(checksumLine(report.checksum.hex, input));
   return report.error || failed.length ? Exit.failed : Exit.ok;
 }

@@ -18,6 +18,7 @@ import {
   errnoText,
   F_GETFL,
   fcntl,
+  hasCode,
   O_RDWR,
   parseTarget,
   printable,
@@ -26,6 +27,7 @@ import {
 import { argmatch, ArgsError } from "./args.ts";
 import {
   checksum,
+  checksumLine,
   interruptSignal,
   isAbort,
   jsonReport,
@@ -34,11 +36,18 @@ import {
   reportOf,
 } from "./common.ts";
 import { Progress } from "./progress.ts";
+import { oneLine } from "./quote.ts";
 import { Exit, help, UsageError, version } from "./usage.ts";
 
 const modes = ["warn", "warn-nopipe", "exit", "exit-nopipe"] as const;
 /** `sigpipe` is GNU's default: a broken pipe ends tee as SIGPIPE would. */
 type Mode = "sigpipe" | typeof modes[number];
+
+/** An opened output and its name as given (GNU's "standard output" for fd 1). */
+interface Output {
+  fd: Fd;
+  name: string;
+}
 
 /** The status a shell reports for a process ended by SIGPIPE (128 + 13). */
 export const sigpipeStatus = 141;
@@ -65,21 +74,38 @@ function errnoOf(e: unknown): number | undefined {
   return e instanceof OnecopyError ? e.errno : undefined;
 }
 
-/** `NAME: Strerror`, or the error's own message (after `NAME: ` unless it names it already). */
-function describe(path: string | undefined, e: unknown): string {
+/**
+ * `NAME: Strerror`, or `NAME: ` and the error's own message, without the
+ * library's `label: ` it may start with (`stdout: ` for "standard output").
+ */
+function describe(path: string | undefined, e: unknown, label?: string): string {
   const name = path === undefined ? undefined : printable(path); // one line, even for "a\nb"
   const errno = errnoOf(e);
   if (name !== undefined && errno !== undefined) return `${name}: ${strerror(errno)}`;
-  const message = e instanceof Error ? e.message : String(e);
-  return name === undefined || message.startsWith(`${name}: `) ? message : `${name}: ${message}`;
+  let message: string = e instanceof Error ? e.message : String(e);
+  const prefix = [label, path].find((p) =>
+    p !== undefined && message.startsWith(`${printable(p)}: `)
+  );
+  if (prefix !== undefined) message = message.slice(printable(prefix).length + 2);
+  return name === undefined ? message : `${name}: ${message}`;
 }
+
+/**
+ * What GNU tee says of a closed stdin or stdout (strerror(EBADF)). onecopy
+ * never calls read() or write() on such an fd (Deno has put /dev/null there),
+ * so this is the text alone, with no syscall named.
+ */
+const closedFdText = "Bad file descriptor";
 
 /**
  * Whether stdio fd 0 or 1 was closed when the process started. Deno puts
  * /dev/null on a closed stdio fd before any user code runs, opened read-write;
  * a shell's `</dev/null` or `>/dev/null` opens it read-only or write-only. So
- * /dev/null opened O_RDWR on fd 0 or 1 is taken as "closed" (only `<>/dev/null`
- * looks the same, and then there is nothing to read or keep anyway).
+ * /dev/null opened O_RDWR on fd 0 or 1 is taken as "closed". It misfires on a
+ * /dev/null that a parent opened read-write on purpose: `<>/dev/null`,
+ * Python's `subprocess.DEVNULL`, Node's `stdio: "ignore"`. Nothing tells the
+ * two apart (same flags in /proc/self/fdinfo; kcmp cannot either), and
+ * without the check `tee </dev/zero >&-` would run forever (README).
  */
 export function wasClosed(fd: 0 | 1): boolean {
   try {
@@ -101,8 +127,8 @@ function outputMode(value: string | undefined): Mode {
 }
 
 /** What one failed output means under `mode`. */
-function policy(mode: Mode, errno: number | undefined) {
-  const epipe = errno === 32;
+function policy(mode: Mode, error: unknown) {
+  const epipe = hasCode(error, "EPIPE");
   return {
     /** Say so on stderr (and exit 1 at the end). */
     report: !epipe || mode === "warn" || mode === "exit",
@@ -150,13 +176,14 @@ export async function tee(
   const how = method(values.method);
   const append = values.append ?? false;
   let code: number = Exit.ok;
-  const fail = (name: string | undefined, e: unknown) => {
-    err(`onecopy: ${describe(name, e)}`);
+  const fail = (name: string | undefined, e: unknown, label?: string) => {
+    err(`onecopy: ${oneLine(describe(name, e, label))}`);
     code = Exit.failed;
   };
+  const failClosed = (name: string) => fail(undefined, `${name}: ${closedFdText}`);
 
   // Like GNU: every file is opened (and truncated) in order before any byte moves.
-  const outputs: { fd: Fd; name: string }[] = [];
+  const outputs: Output[] = [];
   const stdoutClosed = wasClosed(1);
   if (!stdoutClosed) outputs.push({ fd: Fd.stdout(), name: "standard output" });
   // Listening to SIGINT takes Deno an fd (it panics when none is left): before the outputs.
@@ -172,14 +199,20 @@ export async function tee(
       }
     }
     if (wasClosed(0)) {
-      fail("standard input", new OnecopyError("read", 9));
+      failClosed("standard input");
       return Exit.failed;
     }
     if (stdoutClosed && mode.startsWith("exit")) {
-      fail("standard output", new OnecopyError("write", 9));
+      failClosed("standard output");
       return Exit.failed;
     }
-    const run = await copy(outputs, mode, {
+    const selves = selfOutputs(outputs);
+    if (mode.startsWith("exit") && selves.full.length) {
+      // Refused below (by the library): with exit, that failure ends tee before any byte.
+      fail(selves.full[0].name, sameFileText);
+      return Exit.failed;
+    }
+    const run = await copy(outputs.filter((x) => !selves.empty.includes(x)), mode, {
       algorithm,
       how,
       fail,
@@ -188,8 +221,12 @@ export async function tee(
     });
     if (run.sigpipe) return sigpipeStatus;
     if (run.report === undefined) return Exit.failed;
-    if (stdoutClosed && run.report.bytes > 0) fail("standard output", new OnecopyError("write", 9));
-    if (run.report.checksum && !run.report.error) err(`${run.report.checksum.hex}  -`);
+    if (run.report.bytes > 0) { // a writer appended to the file meanwhile: tee did not copy those
+      for (const { name } of selves.empty) fail(name, sameFileText);
+    }
+    // GNU fails at its first write to the closed stdout: only when there was a byte to write.
+    if (stdoutClosed && run.report.bytes > 0) failClosed("standard output");
+    if (run.report.checksum && !run.report.error) err(checksumLine(run.report.checksum.hex, "-"));
     if (values.json) err(jsonReport(run.report));
     return code;
   } finally {
@@ -198,14 +235,39 @@ export async function tee(
   }
 }
 
+/** The library's words for an output that is the input file (it refuses such an output). */
+const sameFileText = "is the source file; refusing to write it (input file is output file)";
+
+/**
+ * The outputs that are stdin's own regular file. `empty` ones (`tee f < f`,
+ * `tee < f > f`: f has just been truncated) already hold every byte stdin will
+ * give, none, so GNU's exit 0 holds: they are left out of the run, where the
+ * library would refuse them as the source. `full` ones (`tee -a f < f`,
+ * `>> f`, where GNU's would grow forever) are refused by the library and
+ * reported.
+ */
+function selfOutputs(outputs: Output[]): { empty: Output[]; full: Output[] } {
+  const found = { empty: [] as Output[], full: [] as Output[] };
+  try {
+    const input = statx(0);
+    if (input.type !== "file") return found;
+    for (const output of outputs) {
+      const st = statx(output.fd.fd);
+      if (st.type !== "file" || st.dev !== input.dev || st.ino !== input.ino) continue;
+      (st.size === 0 ? found.empty : found.full).push(output);
+    }
+  } catch { /* cannot tell: the library's own check still refuses the source file */ }
+  return found;
+}
+
 /** Runs the fan-out from stdin to `outputs` under `mode`. */
 async function copy(
-  outputs: { fd: Fd; name: string }[],
+  outputs: Output[],
   mode: Mode,
   o: {
     algorithm: ReturnType<typeof checksum>;
     how: ReturnType<typeof method>;
-    fail: (name: string | undefined, e: unknown) => void;
+    fail: (name: string | undefined, e: unknown, label?: string) => void;
     interrupt: { signal?: AbortSignal };
     progress?: boolean;
   },
@@ -216,6 +278,17 @@ async function copy(
   // Only when asked: GNU tee never writes anything of its own to a terminal.
   const progress = o.progress ? new Progress({ force: true, total: sizeOf(stdin) }) : undefined;
   const names = new Map(outputs.map(({ fd, name }) => [fd.label, name]));
+  const handled = new Set<Error>();
+  let stopped = false;
+  /** Applies `mode` to one failed output; true when the whole tee must stop. */
+  const onFailure = (label: string, e: Error): boolean => {
+    handled.add(e);
+    const p = policy(mode, e);
+    if (p.report) o.fail(names.get(label) ?? label, e, label);
+    if (p.sigpipe) sigpipe = true;
+    stopped ||= p.stop;
+    return p.stop;
+  };
   try {
     const report = await reportOf(fanout(stdin, outputs.map((x) => x.fd), {
       checksum: o.algorithm,
@@ -224,14 +297,17 @@ async function copy(
       onProgress: (n) => progress?.update(n),
       // As GNU 9.2: in the -nopipe modes, a lost reader is noticed while stdin is idle.
       watchReaders: mode.endsWith("-nopipe"),
-      onDestinationError: (target, e) => {
-        const p = policy(mode, errnoOf(e));
-        if (p.report) o.fail(names.get(target) ?? target, e);
-        if (p.sigpipe) sigpipe = true;
-        return p.stop ? "stop" : "continue";
-      },
+      onDestinationError: (target, e) => onFailure(target, e) ? "stop" : "continue",
     }));
     progress?.done(report.bytes);
+    // An output can fail without the callback hearing of it (refused before
+    // any byte moved: the source file itself, given with -a): each error in
+    // the report is said once, under the same policy. Those a stop cut short
+    // ("stopped") are not failures of their own (GNU prints one line).
+    for (const d of report.destinations) {
+      if (!d.error || handled.has(d.error) || (stopped && isStopMark(d.error))) continue;
+      onFailure(d.target, d.error);
+    }
     if (report.error) o.fail("read error", report.error); // stdin failed part way
     return { report, sigpipe };
   } catch (e) {
@@ -242,6 +318,11 @@ async function copy(
     else o.fail(undefined, e);
     return { sigpipe: false };
   }
+}
+
+/** Whether `e` is the mark fanout() leaves on the outputs a "stop" cut short. */
+function isStopMark(e: Error): boolean {
+  return e.message === "stopped";
 }
 
 /** SIGINT does nothing (`-i`): the handler stays until the process ends, as SIG_IGN would. */

@@ -6,6 +6,7 @@
  */
 
 import { AF_INET, AF_INET6, AF_UNIX } from "../ffi/raw.ts";
+import { printable } from "../ffi/errors.ts";
 
 /** A parsed source or destination. */
 export type Target =
@@ -17,27 +18,32 @@ export type Target =
 /**
  * Parses `-`, `tcp://host:port`, `unix:/path` or a file path; throws a
  * TypeError on a bad URL. Only a `listen` address may have port 0 (any port).
+ * Messages quote what the user wrote (`printable`): they stay one line.
  */
 export function parseTarget(text: string, role: "source" | "destination" | "listen"): Target {
+  const shown = printable(text);
   if (text === "-") return { kind: "stdio", fd: role === "source" ? 0 : 1, text };
   if (text.startsWith("unix:")) {
     const path = text.slice("unix:".length).replace(/^\/\/(?=\/)/, "");
-    if (!path) throw new TypeError(`${text}: a unix socket needs a path (unix:/path)`);
+    if (!path) throw new TypeError(`${shown}: a unix socket needs a path (unix:/path)`);
     return { kind: "unix", path, text };
   }
   if (text.startsWith("tcp://")) {
     // An IPv6 literal may carry a zone: [fe80::1%eth0] (RFC 6874 writes the % as %25).
-    const m = /^tcp:\/\/(\[[0-9a-fA-F:.]+(?:%(?:25)?[\w.-]+)?\]|[^:/[\]%]+):(\d+)$/.exec(text);
+    // A host name holds no space or control character (a newline would reach DNS).
+    const m = /^tcp:\/\/(\[[0-9a-fA-F:.]+(?:%(?:25)?[\w.-]+)?\]|[^:/[\]%\s\p{Cc}]+):(\d+)$/u.exec(
+      text,
+    );
     const port = m ? Number(m[2]) : NaN;
     const low = role === "listen" ? 0 : 1;
     if (!m || !(port >= low && port <= 65535)) {
-      throw new TypeError(`${text}: expected tcp://HOST:PORT with a port from ${low} to 65535`);
+      throw new TypeError(`${shown}: expected tcp://HOST:PORT with a port from ${low} to 65535`);
     }
     return { kind: "tcp", host: m[1].replace(/^\[|\]$/g, "").replace("%25", "%"), port, text };
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) {
     throw new TypeError(
-      `${text}: unsupported address (use a path, -, tcp://HOST:PORT or unix:PATH)`,
+      `${shown}: unsupported address (use a path, -, tcp://HOST:PORT or unix:PATH)`,
     );
   }
   if (text === "") throw new TypeError("empty path");
@@ -84,11 +90,17 @@ export async function resolveHost(host: string, signal?: AbortSignal): Promise<I
   const [addr, zone] = host.split("%");
   const v6 = parseIPv6(addr);
   if (zone !== undefined) {
-    if (!v6) throw new TypeError(`a %zone is only valid on an IPv6 address, not ${addr}`);
+    if (!v6) {
+      throw new TypeError(`a %zone is only valid on an IPv6 address, not ${printable(addr)}`);
+    }
     return { family: AF_INET6, bytes: v6, scope: interfaceIndex(zone, host) };
   }
   const v4 = parseIPv4(host);
   if (v4) return { family: AF_INET, bytes: v4 };
+  if (v6 && isLinkLocal(v6)) {
+    // The kernel's answer would be a bare EINVAL from connect() or bind().
+    throw new TypeError(`${host} is link-local: give its interface as a zone, as [${host}%eth0]`);
+  }
   if (v6) return { family: AF_INET6, bytes: v6 };
   if (host === "localhost") return { family: AF_INET, bytes: Uint8Array.of(127, 0, 0, 1) };
   for (const type of ["A", "AAAA"] as const) {
@@ -99,14 +111,21 @@ export async function resolveHost(host: string, signal?: AbortSignal): Promise<I
       signal?.throwIfAborted();
       if (err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied) {
         throw new Error(
-          `cannot resolve host ${host}: name lookups need --allow-net (or give an IP address)`,
+          `cannot resolve host ${
+            printable(host)
+          }: name lookups need --allow-net (or give an IP address)`,
           { cause: err },
         );
       }
       /* not found: try the next record type */
     }
   }
-  throw new Error(`cannot resolve host ${host}`);
+  throw new Error(`cannot resolve host ${printable(host)}`);
+}
+
+/** Whether an IPv6 address is link-local (fe80::/10): usable only with a zone. */
+function isLinkLocal(v6: Uint8Array): boolean {
+  return v6[0] === 0xfe && (v6[1] & 0xc0) === 0x80;
 }
 
 /** The index of a network interface named in an IPv6 zone: a number, or a name from sysfs. */
@@ -117,7 +136,9 @@ function interfaceIndex(zone: string, host: string): number {
       return Number(Deno.readTextFileSync(`/sys/class/net/${zone}/ifindex`).trim());
     }
   } catch { /* no such interface (or no --allow-read): said below */ }
-  throw new TypeError(`no network interface named '${zone}' (the zone of ${host})`);
+  throw new TypeError(
+    `no network interface named '${printable(zone)}' (the zone of ${printable(host)})`,
+  );
 }
 
 /** A `struct sockaddr_in` or `sockaddr_in6` for an address and port. */
@@ -134,7 +155,7 @@ export function sockaddrIp(ip: IpAddress, port: number): Uint8Array {
 /** A `struct sockaddr_un` for a path (at most 107 bytes). */
 export function sockaddrUnix(path: string): Uint8Array {
   const bytes = new TextEncoder().encode(path);
-  if (bytes.length > 107) throw new TypeError(`unix socket path too long: ${path}`);
+  if (bytes.length > 107) throw new TypeError(`unix socket path too long: ${printable(path)}`);
   const out = new Uint8Array(2 + bytes.length + 1);
   new DataView(out.buffer).setUint16(0, AF_UNIX, true);
   out.set(bytes, 2);

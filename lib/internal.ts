@@ -7,7 +7,7 @@
  */
 
 export { describeFailure } from "./fanout.ts";
-export { parseTarget } from "./addr.ts";
+export { parseTarget, type Target } from "./addr.ts";
 export { errnoText, hasCode, printable } from "../ffi/errors.ts";
 export { dieOfSigpipe, F_GETFL, fcntl, ignoreSignal, O_RDWR, SIGXFSZ, statx } from "../ffi/raw.ts";
 export { parseBytes } from "./mirror.ts";

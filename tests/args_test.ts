@@ -42,6 +42,10 @@ Deno.test("args: one-line errors for what it cannot take", () => {
     [["stray"], "unexpected argument 'stray'"],
     [["--toString"], "unrecognized option '--toString'"],
     [["--jso", "--m"], "option '--m' is ambiguous; possibilities: '--method' '--multi'"],
+    // A control character in what the user typed is escaped: the message stays one line.
+    [["--fr\nob"], `unrecognized option "--fr\\nob"`],
+    [["-\x1b"], `invalid option -- "\\u001b"`],
+    [["st\nray"], `unexpected argument "st\\nray"`],
   ];
   for (const [args, message] of cases) {
     assert.throws(() => parseArgs({ args, options }), (err) => {
@@ -87,4 +91,8 @@ Deno.test("args: argmatch takes a value or an unambiguous prefix of one", () => 
       new RegExp(`^ArgsError: ${why} argument '${value}' for '--output-error'`),
     );
   }
+  assert.throws(
+    () => argmatch("--output-error", "x\ny", modes),
+    /^ArgsError: invalid argument "x\\ny" for '--output-error'/,
+  );
 });

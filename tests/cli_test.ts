@@ -77,8 +77,11 @@ async function startRecv(args: string[]) {
   const first = (await errLines.read()).value ?? "";
   const url = /listening on (\S+)/.exec(first)?.[1];
   assert.ok(url, first);
-  const finished = async () => {
+  /** Its exit code and output lines; killed (SIGKILL) if still running after `deadlineMs`. */
+  const finished = async (deadlineMs = 60_000) => {
+    const deadline = setTimeout(() => child.kill("SIGKILL"), deadlineMs);
     const [status, text] = await Promise.all([child.status, new Response(child.stdout).text()]);
+    clearTimeout(deadline);
     await errLines.cancel();
     return { code: status.code, lines: text.trim().split("\n").sort() };
   };
@@ -217,4 +220,24 @@ Deno.test("SIGINT: exit 130, nothing left behind", async () => {
   await child.stderr.cancel();
   await writer.close().catch(() => {});
   assert.equal(status.code, 130);
+});
+
+Deno.test("recv --connections 300: a sender opening all 300 at once loses none (the backlog holds them)", async () => {
+  using dir = tempDir();
+  const { path } = fixture(dir.path, 100_000);
+  const recv = await startRecv([
+    "--listen",
+    "tcp://127.0.0.1:0",
+    "--connections",
+    "300",
+    "--out",
+    "/dev/null",
+  ]);
+  const to = Array.from({ length: 300 }, () => `--to ${recv.url}`).join(" ");
+  const s = await sh(`timeout 60 onecopy send '${path}' ${to}`, dir.path);
+  assert.equal(s.code, 0, s.err);
+  const { code, lines } = await recv.finished(10_000);
+  assert.equal(code, 0, "recv still waiting for connections reset before it accepted them");
+  assert.equal(lines.length, 300);
+  assert.ok(lines.every((l) => / 100000 \/dev\/null$/.test(l)), lines.join("\n"));
 });

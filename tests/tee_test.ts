@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { sh, tempDir } from "./helpers.ts";
+import { type Run, sh, tempDir } from "./helpers.ts";
 
 const lines = (text: string) => text.split("\n").filter((l) => l !== "").length;
 /** The terminal escape that starts the progress line's erase-line sequence (no control characters in regex literals). */
@@ -353,4 +353,637 @@ Deno.test("tee: the broken pipe is a death by SIGPIPE, as GNU tee's (a parent se
   const err = await new Response(child.stderr).text();
   assert.equal(status.signal, "SIGPIPE", `code ${status.code}: ${err}`);
   assert.equal(err, "");
+});
+
+Deno.test("tee: an output that is stdin's own file: refused with -a (named, exit 1), as GNU without", async () => {
+  using dir = tempDir();
+  const data = "0123456789\n".repeat(10_000);
+  const reset = () => Deno.writeTextFileSync(`${dir.path}/f`, data);
+  const read = (name: string) => Deno.readTextFileSync(`${dir.path}/${name}`);
+  reset();
+  // -a: GNU's would append f to itself for ever; onecopy refuses f, the others get every byte.
+  const append = await sh(`onecopy tee -a f h < f > so`, dir.path);
+  assert.equal(append.code, 1);
+  assert.match(
+    append.err,
+    /^onecopy: f: is the source file; [^\n]*\(input file is output file\)\n$/,
+  );
+  assert.equal(read("f"), data, "f untouched");
+  assert.equal(read("h"), data);
+  assert.equal(read("so"), data);
+  const onStdout = await sh(`onecopy tee h2 < f >> f`, dir.path);
+  assert.equal(onStdout.code, 1);
+  assert.match(onStdout.err, /^onecopy: standard output: is the source file; [^\n]*\n$/);
+  assert.equal(read("f"), data);
+  assert.equal(read("h2"), data);
+  // --output-error=exit: that refusal ends tee before any byte (h3 created, empty).
+  const exit = await sh(`onecopy tee -a --output-error=exit f h3 < f > so3`, dir.path);
+  assert.equal(exit.code, 1);
+  assert.equal(exit.err.split("\n").length, 2, exit.err);
+  assert.equal(read("f"), data);
+  assert.equal(read("h3"), "");
+  assert.equal(read("so3"), "");
+  // Without -a, f has just been truncated: it holds all stdin has (nothing), exit 0 as GNU.
+  for (const line of [`onecopy tee f h4 < f`, `onecopy tee h5 < f > f`]) {
+    reset();
+    const r = await sh(line, dir.path);
+    assert.equal(r.code, 0, `${line}: ${r.err}`);
+    assert.equal(r.err, "", line);
+    assert.equal(read("f"), "", line);
+  }
+});
+
+// ---------------------------------------------------------------------------
+// Further cases ported from coreutils (tests/tee/*.sh, tests/misc/tee-dash.sh,
+// the tee line of tests/misc/write-errors.sh), uutils test_tee.rs, busybox,
+// toybox, FreeBSD and the POSIX text; independent cases run side by side.
+
+/** One black-box case: a bash line run in its own directory, then checks. */
+interface Case {
+  name: string;
+  line: string;
+  /** Files to create first. */
+  files?: Record<string, string | Uint8Array>;
+  check(r: Run, file: (name: string) => string, dir: string): void;
+}
+
+/** Runs `cases`, at most `limit` at a time, each in a fresh directory; names the failing one. */
+async function runCases(cases: Case[], limit = 4): Promise<void> {
+  const queue = [...cases];
+  const worker = async () => {
+    for (let c = queue.shift(); c; c = queue.shift()) {
+      using dir = tempDir();
+      for (const [name, data] of Object.entries(c.files ?? {})) {
+        if (typeof data === "string") Deno.writeTextFileSync(`${dir.path}/${name}`, data);
+        else Deno.writeFileSync(`${dir.path}/${name}`, data);
+      }
+      const r = await sh(c.line, dir.path);
+      const file = (name: string) => Deno.readTextFileSync(`${dir.path}/${name}`);
+      try {
+        c.check(r, file, dir.path);
+      } catch (e) {
+        throw new Error(`case ${c.name} (${c.line}): code ${r.code}, err ${r.err}`, { cause: e });
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: limit }, worker));
+}
+
+const seq = (n: number) => Array.from({ length: n }, (_, i) => `${i + 1}\n`).join("");
+const exists = (path: string) => {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+Deno.test("tee: files and devices (FreeBSD, toybox, busybox, POSIX)", async () => {
+  const bytes = new Uint8Array(1024).map((_, i) => i % 256); // every byte value, no newline
+  await runCases([
+    {
+      name: "device-stderr",
+      line: "echo text | onecopy tee /dev/stderr",
+      check: (
+        r,
+      ) => (assert.equal(r.code, 0), assert.equal(r.out, "text\n"), assert.equal(r.err, "text\n")),
+    },
+    {
+      name: "device-stdout",
+      line: "echo text | onecopy tee /dev/stdout | cat",
+      check: (r) => (assert.equal(r.code, 0), assert.equal(r.out, "text\ntext\n")),
+    },
+    {
+      name: "toybox-cmp",
+      line: "printf three | onecopy tee one > two && cmp one two && echo that",
+      check: (r) => assert.equal(r.out, "that\n"),
+    },
+    {
+      name: "busybox-tees",
+      line: `echo "i'm a little teapot" > foo; echo "i'm a little teapot" | onecopy tee bar > baz;
+             cmp foo bar && cmp foo baz`,
+      check: (r) => (assert.equal(r.code, 0), assert.equal(r.err, "")),
+    },
+    {
+      name: "busybox-append",
+      line:
+        "echo t > foo; cp foo bar; echo t >> foo; echo t | onecopy tee -a bar > /dev/null; cmp foo bar",
+      check: (r) => (assert.equal(r.code, 0), assert.equal(r.err, "")),
+    },
+    {
+      name: "truncate-rerun",
+      files: { file: "old content that is longer\n" },
+      line: "echo text | onecopy tee file > /dev/null",
+      check: (r, file) => (assert.equal(r.code, 0), assert.equal(file("file"), "text\n")),
+    },
+    {
+      name: "append-create",
+      line: "echo x | onecopy tee -a newfile",
+      check: (r, file) => (assert.equal(r.code, 0), assert.equal(file("newfile"), "x\n")),
+    },
+    {
+      name: "uu-multi-append",
+      files: { log1: "existing1\n", log2: "existing2\n" },
+      line: `printf "don't fail me now" | onecopy tee -a log1 -a log2`,
+      check: (r, file) => {
+        assert.equal(r.out, "don't fail me now");
+        assert.equal(file("log1"), "existing1\ndon't fail me now");
+        assert.equal(file("log2"), "existing2\ndon't fail me now");
+      },
+    },
+    {
+      name: "binary (file and pipe)",
+      files: { bin: bytes },
+      line:
+        "onecopy tee f < bin | cmp - bin && cat bin | onecopy tee g | cmp - bin && cmp f bin && cmp g bin",
+      check: (r) => (assert.equal(r.code, 0, r.out), assert.equal(r.err, "")),
+    },
+    {
+      name: "dash-devnull (tests/misc/tee-dash.sh)",
+      line: "onecopy tee - < /dev/null",
+      check: (
+        r,
+        file,
+      ) => (assert.equal(r.code, 0), assert.equal(r.out, ""), assert.equal(file("-"), "")),
+    },
+    {
+      name: "empty input creates and truncates",
+      files: { b: "old content\n" },
+      line: "onecopy tee a b < /dev/null && true | onecopy tee c",
+      check: (r, file) => {
+        assert.equal(r.code, 0);
+        for (const f of ["a", "b", "c"]) assert.equal(file(f), "", f);
+      },
+    },
+    {
+      name: "empty input with -a keeps",
+      files: { b: "old\n" },
+      line: "onecopy tee -a b < /dev/null",
+      check: (r, file) => (assert.equal(r.code, 0), assert.equal(file("b"), "old\n")),
+    },
+    {
+      name: "a FILE named unix:x is written as ./unix:x (documented: unix: is a socket)",
+      line: "echo x | onecopy tee ./unix:log",
+      check: (r, file) => (assert.equal(r.code, 0, r.err), assert.equal(file("unix:log"), "x\n")),
+    },
+    {
+      name: "big-pipe-stdin with fifo consumers",
+      line: `head -c 10M /dev/urandom > big; mkfifo f1 f2; cat f1 > c1 & sha256sum < f2 > h2 &
+             cat big | onecopy tee o1 f1 f2 | cat > so; status=\${PIPESTATUS[1]}; wait
+             cmp big so && cmp big o1 && cmp big c1 && test "$(sha256sum < big)" = "$(cat h2)" || exit 9
+             exit $status`,
+      check: (r) => (assert.equal(r.code, 0), assert.equal(r.err, "")),
+    },
+  ]);
+});
+
+Deno.test("tee: option forms and what they must not do (getopt_long, argmatch)", async () => {
+  await runCases([
+    {
+      name: "help-no-files",
+      line: "onecopy tee --help f > /dev/null < /dev/null && onecopy tee --version g > /dev/null",
+      check: (r, _, dir) => {
+        assert.equal(r.code, 0);
+        assert.ok(!exists(`${dir}/f`) && !exists(`${dir}/g`), "a file was created");
+      },
+    },
+    {
+      name: "oe-prefix-long (--output=exit)",
+      line: "echo x | onecopy tee --output=exit f",
+      check: (r, file) => (assert.equal(r.code, 0, r.err), assert.equal(file("f"), "x\n")),
+    },
+    {
+      name: "invalid-short creates nothing",
+      line: "echo hi | onecopy tee -x f",
+      check: (r, _, dir) => (assert.equal(r.code, 1), assert.ok(!exists(`${dir}/f`))),
+    },
+    {
+      name: "oe-ambiguous creates nothing",
+      line: "echo x | onecopy tee --output-error=e f",
+      check: (r, _, dir) => (assert.equal(r.code, 1), assert.ok(!exists(`${dir}/f`))),
+    },
+    {
+      name: "permute: tee out -a appends, creates no -a",
+      files: { out: "x\n" },
+      line: "echo y | onecopy tee out -a",
+      check: (r, file, dir) => {
+        assert.equal(r.code, 0);
+        assert.equal(file("out"), "x\ny\n");
+        assert.ok(!exists(`${dir}/-a`));
+      },
+    },
+    {
+      name: "ddash-dash: -a -- - appends to the file -",
+      files: { "-": "old\n" },
+      line: "echo x | onecopy tee -a -- -",
+      check: (r, file) => (assert.equal(r.code, 0), assert.equal(file("-"), "old\nx\n")),
+    },
+    {
+      name: "grouped-pa on a plain run",
+      files: { f: "pre\n" },
+      line: "echo x | onecopy tee -pa f",
+      check: (r, file) => {
+        assert.equal(r.code, 0);
+        assert.equal(r.err, "");
+        assert.equal(file("f"), "pre\nx\n");
+      },
+    },
+  ]);
+});
+
+Deno.test("tee: output errors, --output-error=warn/exit, /dev/full (coreutils, uutils)", async () => {
+  const big = seq(2_000_000); // 14.9 MB: an early stop shows whatever the chunk size
+  const uu = seq(100_000);
+  const isShortPrefix = (got: string, full: string) =>
+    assert.ok(got.length < full.length && full.startsWith(got), `${got.length} of ${full.length}`);
+  await runCases([
+    {
+      name: "full-small (uutils no_more_writeable_1)",
+      line: "seq 10 | onecopy tee /dev/full out",
+      check: (r, file) => {
+        assert.equal(r.code, 1);
+        assert.equal(lines(r.err), 1);
+        assert.equal(r.out, seq(10));
+        assert.equal(file("out"), seq(10));
+      },
+    },
+    {
+      name: "we-full: tee </dev/zero >/dev/full diagnosed once, promptly",
+      line: "timeout 10 sh -c 'onecopy tee < /dev/zero 2> full.err > /dev/full'",
+      check: (r, file) => (assert.equal(r.code, 1), assert.equal(lines(file("full.err")), 1)),
+    },
+    {
+      name: "we-closed: tee </dev/zero >&- diagnosed (EBADF), not run for ever",
+      line: "timeout 10 sh -c 'onecopy tee < /dev/zero 2> closed.err >&-'",
+      check: (r, file) => {
+        assert.equal(r.code, 1);
+        assert.equal(file("closed.err"), "onecopy: standard output: Bad file descriptor\n");
+      },
+    },
+    {
+      name: "we-pipe: tee </dev/zero | : ends quietly",
+      line: "timeout 10 sh -c 'onecopy tee < /dev/zero 2> pipe.err | :'",
+      check: (r, file) => (assert.equal(r.code, 0), assert.equal(file("pipe.err"), "")),
+    },
+    {
+      name: "io-errors.sh: --version, --help and copying into /dev/full are diagnosed",
+      files: { foo: "foo\n" },
+      line: `for args in --version --help '' ; do
+               timeout 10 sh -c "onecopy tee $args < foo 2> full.err > /dev/full"; echo "$? $(cat full.err)"
+             done`,
+      check: (r) => {
+        const [version, help, copy] = r.out.trimEnd().split("\n");
+        assert.equal(version, "1 onecopy: write error: No space left on device");
+        assert.equal(help, "1 onecopy: write error: No space left on device");
+        assert.equal(copy, "1 onecopy: standard output: No space left on device");
+      },
+    },
+    {
+      name: "io-errors.sh: into a closed pipe: quiet (tee < foo | :, --version | :)",
+      files: { foo: "foo\n" },
+      line: `timeout 10 sh -c 'onecopy tee < foo 2> pipe.err | :' && test ! -s pipe.err &&
+             timeout 10 sh -c 'onecopy tee --help 2> pipe.err | (exec 0<&-; sleep .2)' && test ! -s pipe.err`,
+      check: (r) => (assert.equal(r.code, 0, r.err), assert.equal(r.err, "")),
+    },
+    {
+      name: "responsive.sh: a line from a FIFO held open reaches the output at once",
+      line: `mkfifo in hold; onecopy tee < in > out & reader=$!
+             { printf '1\\n'; read x < hold || :; } > in & writer=$!
+             for i in $(seq 60); do test -s out && break; sleep .1; done
+             test -s out; got=$?; printf release > hold; wait $writer; wait $reader; exit $got`,
+      check: (
+        r,
+        file,
+      ) => (assert.equal(r.code, 0, "no output while stdin stayed open"),
+        assert.equal(file("out"), "1\n")),
+    },
+    {
+      name: "p-open-fail (9.2 crash fix)",
+      line: "onecopy tee -p ./e/noent < /dev/null",
+      check: (r) => (assert.equal(r.code, 1), assert.equal(lines(r.err), 1)),
+    },
+    {
+      name: "oe-warn-open: the others still written",
+      line: "seq 10 | onecopy tee --output-error=warn a ./e/noent b",
+      check: (r, file) => {
+        assert.equal(r.code, 1);
+        assert.equal(lines(r.err), 1);
+        for (const out of [r.out, file("a"), file("b")]) assert.equal(out, seq(10));
+      },
+    },
+    {
+      name: "oe-exit-full: stops at the first failure (uutils space_error_exit)",
+      line: "seq 2000000 | onecopy tee --output-error=exit out /dev/full > so",
+      check: (r, file) => {
+        assert.equal(r.code, 1);
+        assert.equal(lines(r.err), 1);
+        isShortPrefix(file("out"), big);
+        isShortPrefix(file("so"), big);
+      },
+    },
+    {
+      name: "oe-warn-full: reported, the others complete",
+      line: "seq 100000 | onecopy tee --output-error=warn out /dev/full > so",
+      check: (r, file) => {
+        assert.equal(r.code, 1);
+        assert.equal(lines(r.err), 1);
+        assert.equal(file("out"), uu);
+        assert.equal(file("so"), uu);
+      },
+    },
+    {
+      name: "sp-default: ENOSPC reported, out complete",
+      line: "seq 100000 | onecopy tee out /dev/full > /dev/null",
+      check: (r, file) => {
+        assert.equal(r.code, 1);
+        assert.equal(r.err, "onecopy: /dev/full: No space left on device\n");
+        assert.equal(file("out"), uu);
+      },
+    },
+    {
+      name: "xfsz (documented): ulimit -f is EFBIG on each output, exit 1 (GNU dies: 153)",
+      // 100 KiB: under 32 KiB Deno itself may die of SIGXFSZ at start-up (README).
+      line: "onecopy --version > /dev/null; (ulimit -f 100; seq 100000 | onecopy tee big > so)",
+      check: (r, file) => {
+        assert.equal(r.code, 1);
+        assert.match(r.err, /^onecopy: standard output: File too large$/m);
+        assert.match(r.err, /^onecopy: big: File too large$/m);
+        assert.equal(file("big"), uu.slice(0, 102400));
+        assert.equal(file("so"), uu.slice(0, 102400));
+      },
+    },
+  ]);
+});
+
+/**
+ * Runs a command with stdout a pipe whose read end is already closed (uutils'
+ * make_broken_pipe), SIGPIPE at its default; prints its status (-13: killed
+ * by SIGPIPE). With --hang, stdin is a pipe nobody writes to, kept open.
+ */
+const brokenStdout = `
+import os, subprocess, sys
+hang = sys.argv[1] == "--hang"
+args = sys.argv[2:] if hang else sys.argv[1:]
+r, w = os.pipe()
+os.close(r)
+stdin = None
+if hang:
+    stdin, keep = os.pipe()
+p = subprocess.Popen(args, stdin=stdin, stdout=w)
+os.close(w)
+if hang:
+    os.close(stdin)
+try:
+    print(p.wait(timeout=10))
+except subprocess.TimeoutExpired:
+    p.kill()
+    p.wait()
+    print("timeout")
+`;
+
+Deno.test("tee: a broken stdout under each --output-error mode (uutils pipe/space errors)", async () => {
+  const uu = seq(100_000);
+  const big = seq(2_000_000);
+  const broken = (args: string, input: string) =>
+    `seq ${input === big ? 2000000 : 100000} > in; python3 broken.py onecopy tee ${args} < in`;
+  const files = { "broken.py": brokenStdout };
+  const expect =
+    (status: string, errors: number, full: boolean, data = uu) =>
+    (r: Run, file: (name: string) => string) => {
+      assert.equal(r.out.trim(), status);
+      assert.equal(lines(r.err), errors, r.err);
+      const got = file("f");
+      if (full) assert.equal(got.length, data.length);
+      else assert.ok(got.length < data.length && data.startsWith(got), `${got.length} bytes`);
+    };
+  const cases: [string, string, number, boolean, string?][] = [
+    ["f", "-13", 0, false], // bp-default: a silent death by SIGPIPE, f short
+    ["-p f", "0", 0, true],
+    ["--output-error f", "0", 0, true],
+    ["--output-error=warn-nopipe f", "0", 0, true],
+    ["--output-error=warn- f", "0", 0, true],
+    ["--output-error=warn f", "1", 1, true],
+    ["--output-error=exit f", "1", 1, false],
+    ["--output-error=exit-nopipe f", "0", 0, true],
+    ["--output-error=exit-nop f", "0", 0, true],
+    ["-p f /dev/full", "1", 1, true], // sp-*: ENOSPC is reported in every mode
+    ["--output-error f /dev/full", "1", 1, true],
+    ["--output-error=warn-nopipe f /dev/full", "1", 1, true],
+    ["--output-error=warn f /dev/full", "1", 2, true],
+    ["--output-error=exit f /dev/full", "1", 1, false, big],
+    ["--output-error=exit-nopipe f /dev/full", "1", 1, false, big],
+  ];
+  await runCases(cases.map(([args, status, errors, full, data]) => ({
+    name: args,
+    files,
+    line: broken(args, data ?? uu),
+    check: expect(status, errors, full, data ?? uu),
+  })));
+  await runCases(["-ap", "-pa"].map((opt) => ({
+    name: `grouped ${opt}`,
+    files: { ...files, f: "pre\n" },
+    line: broken(`${opt} f`, uu),
+    check: (r, file) => {
+      assert.equal(r.out.trim(), "0");
+      assert.equal(r.err, "");
+      assert.equal(file("f"), `pre\n${uu}`);
+    },
+  })));
+});
+
+Deno.test("tee -p: exits at once once every output lost its reader, stdin idle (9.2 iopoll)", async () => {
+  await runCases([
+    {
+      name: "p-idle-stdout: stdin an open, silent pipe",
+      files: { "broken.py": brokenStdout },
+      line: "python3 broken.py --hang onecopy tee -p",
+      check: (r) => (assert.equal(r.out.trim(), "0"), assert.equal(r.err, "")),
+    },
+    {
+      name: "p-idle-procsub: >(head -c1) and stdout both gone",
+      line: `start=$(date +%s%N)
+        (printf x; for i in $(seq 60); do [ -f done ] && break; sleep .1; done) |
+          { timeout 8 onecopy tee -p >(head -c1 > /dev/null) 2> err; echo $? > rc; touch done; } | head -c1
+        echo " $(( ($(date +%s%N) - start) / 1000000 ))"`,
+      check: (r, file) => {
+        const [x, ms] = r.out.split(" ");
+        assert.equal(x, "x");
+        assert.equal(file("rc"), "0\n");
+        assert.equal(file("err"), "");
+        assert.ok(Number(ms) < 3500, `${ms} ms: tee -p waited for its input`);
+      },
+    },
+    {
+      name: "p-procsub-full: a lost >(cmd) is dropped, the others complete, exit 0",
+      line:
+        "seq 1000000 > in; onecopy tee -p >(head -c1 > /dev/null) f < in > out && cmp in out && cmp in f",
+      check: (r) => (assert.equal(r.code, 0), assert.equal(r.err, "")),
+    },
+    {
+      name: "sigpipe-procsub: without -p, a lost >(cmd) is status 141, out a prefix",
+      line: `seq 1000000 > in; onecopy tee >(head -c1 > /dev/null) < in > out; echo $?
+             ! cmp -s out in && head -c "$(wc -c < out)" in | cmp - out`,
+      check: (r) => {
+        assert.equal(r.out, "141\n");
+        assert.equal(r.code, 0, "out is not a strict prefix of the input");
+        assert.equal(r.err, "");
+      },
+    },
+  ]);
+});
+
+Deno.test("tee -i, --ignore-interrupts, --ignore-i, -ai: SIGINT ignored; without: it ends tee", async () => {
+  // A FIFO as stdin: tee is reading it when the signal comes (FreeBSD sigint_ignored).
+  const line = (opts: string) =>
+    `mkfifo in; echo pre > out; onecopy tee ${opts} out < in > so & pid=$!
+     exec 3> in; echo a >&3
+     for i in $(seq 100); do test -s so && break; sleep .05; done
+     sleep .2; kill -INT $pid; sleep .3; echo b >&3; exec 3>&-; wait $pid`;
+  await runCases(
+    ["-i", "--ignore-interrupts", "--ignore-i", "-ai"].map((opts) => ({
+      name: opts,
+      line: line(opts),
+      check: (r, file) => {
+        assert.equal(r.code, 0);
+        assert.equal(r.err, "");
+        assert.equal(file("so"), "a\nb\n");
+        assert.equal(file("out"), opts === "-ai" ? "pre\na\nb\n" : "a\nb\n");
+      },
+    })),
+  );
+});
+
+/**
+ * Drives `onecopy tee ARGS` with stdin a terminal (a pty); prints "ok" or
+ * what went wrong. Modes: lines (each line passes through at once), partial
+ * (^D mid-line hands over what was typed), sigint and sigint-i (^C, with the
+ * pty as the controlling terminal), idle-p (-p with stdout a broken pipe and
+ * nothing typed: exits at once).
+ */
+const ptyDriver = `
+import fcntl, os, signal, subprocess, sys, termios, threading, time
+mode, args = sys.argv[1], sys.argv[2:]
+m, s = os.openpty()
+def ctty():
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+def wait_for(pred, timeout=5):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return pred()
+def read_file(name):
+    try:
+        return open(name, "rb").read()
+    except OSError:
+        return b""
+out = bytearray()
+def drain(fd, into):
+    while True:
+        try:
+            b = os.read(fd, 65536)
+        except OSError:
+            return
+        if not b:
+            return
+        into += b
+def fail(why):
+    print(why)
+    sys.exit(1)
+if mode in ("lines", "partial"):
+    p = subprocess.Popen(["onecopy", "tee"] + args, stdin=s, stdout=subprocess.PIPE)
+    threading.Thread(target=drain, args=(p.stdout.fileno(), out), daemon=True).start()
+    threading.Thread(target=drain, args=(m, bytearray()), daemon=True).start()
+    first, second = (b"line1\\n", b"line2\\n") if mode == "lines" else (b"ab\\x04", b"cd\\n")
+    want1 = first.replace(b"\\x04", b"")
+    os.write(m, first)
+    if not wait_for(lambda: bytes(out) == want1, 3): fail(f"first part not passed on: {bytes(out)!r}")
+    if args and not wait_for(lambda: read_file(args[-1]) == want1, 2): fail("file late")
+    time.sleep(0.2)
+    os.write(m, second)
+    if not wait_for(lambda: bytes(out) == want1 + second, 3): fail(f"second part: {bytes(out)!r}")
+    os.write(m, b"\\x04")
+elif mode in ("sigint", "sigint-i"):
+    p = subprocess.Popen(["onecopy", "tee"] + args, stdin=s, stdout=s, preexec_fn=ctty)
+    threading.Thread(target=drain, args=(m, bytearray()), daemon=True).start()
+    os.write(m, b"text\\r")
+    if not wait_for(lambda: read_file("file") == b"text\\n"): fail("first line not in file")
+    os.write(m, b"\\x03")
+    if mode == "sigint":
+        try:
+            rc = p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            fail("still running after ^C")
+        print("ok" if rc in (-2, 130) else f"status {rc}")
+        sys.exit(0)
+    time.sleep(0.5)
+    if p.poll() is not None: fail(f"ended on ^C: {p.poll()}")
+    os.write(m, b"text\\r")
+    if not wait_for(lambda: read_file("file") == b"text\\ntext\\n"): fail("second line not in file")
+    os.write(m, b"\\x04")
+elif mode == "idle-p":
+    r, w = os.pipe()
+    os.close(r)
+    p = subprocess.Popen(["onecopy", "tee", "-p"], stdin=s, stdout=w)
+    os.close(w)
+try:
+    rc = p.wait(timeout=4)
+except subprocess.TimeoutExpired:
+    p.kill()
+    fail("did not end")
+print("ok" if rc == 0 else f"status {rc}")
+`;
+
+Deno.test("tee on a terminal: unbuffered, ^D, ^C with and without -i, -p with an idle terminal", async () => {
+  await runCases(
+    [
+      ["lines", "f"],
+      ["partial", ""],
+      ["sigint", "file"],
+      ["sigint-i", "-i file"],
+      ["idle-p", ""],
+    ].map(([mode, args]) => ({
+      name: `pty ${mode}`,
+      files: { "pty.py": ptyDriver },
+      line: `python3 pty.py ${mode} ${args}`,
+      check: (r, file) => {
+        assert.equal(r.out, "ok\n", r.err);
+        if (mode === "lines") assert.equal(file("f"), "line1\nline2\n");
+        if (mode === "sigint-i") assert.equal(file("file"), "text\ntext\n");
+      },
+    })),
+  );
+});
+
+Deno.test("tee: a read-write /dev/null on stdin/stdout counts as closed (documented), and the workaround", async () => {
+  using dir = tempDir();
+  // What Python's subprocess.DEVNULL (O_RDWR) gives: the documented misfire.
+  const run = (stdin: string, stdout: string) =>
+    sh(
+      `python3 -c 'import os, subprocess, sys
+devnull = subprocess.DEVNULL
+p = subprocess.run(["onecopy", "tee", "f"], input=${stdin}, stdout=${stdout})
+sys.exit(p.returncode)'`,
+      dir.path,
+    );
+  const rdwrOut = await run(`b"hi\\n"`, "devnull");
+  assert.equal(rdwrOut.code, 1);
+  assert.equal(rdwrOut.err, "onecopy: standard output: Bad file descriptor\n");
+  assert.equal(Deno.readTextFileSync(`${dir.path}/f`), "hi\n", "the file still gets the bytes");
+  // The workaround: /dev/null opened write-only (or read-only for stdin), as a shell does.
+  const wronly = await run(`b"hi\\n"`, `open(os.devnull, "wb")`);
+  assert.equal(wronly.code, 0, wronly.err);
+  assert.equal(wronly.err, "");
+  const rdonly = await sh(
+    `python3 -c 'import os, subprocess, sys
+sys.exit(subprocess.run(["onecopy", "tee", "f"], stdin=open(os.devnull, "rb")).returncode)'`,
+    dir.path,
+  );
+  assert.equal(rdonly.code, 0, rdonly.err);
+  const rdwrIn = await sh(`onecopy tee g 0<>/dev/null`, dir.path);
+  assert.equal(rdwrIn.code, 1);
+  assert.equal(rdwrIn.err, "onecopy: standard input: Bad file descriptor\n");
 });
