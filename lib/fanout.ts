@@ -39,7 +39,13 @@ import {
   usesStage,
 } from "./plan.ts";
 import { type ChecksumAlgorithm, checksumCode, hex } from "./checksum.ts";
-import { checkSpecs, type DestinationSpec, isStreamSource, type SourceSpec } from "./specs.ts";
+import {
+  checkOptions,
+  checkSpecs,
+  type DestinationSpec,
+  isStreamSource,
+  type SourceSpec,
+} from "./specs.ts";
 import { StreamDestination, StreamSource } from "./streams.ts";
 import { borrowBuffer, returnBuffers } from "./buffers.ts";
 import { fitsSmallPath, runSmall, smallFileLimit } from "./small.ts";
@@ -60,14 +66,21 @@ export interface FanoutOptions {
   pipeSize?: number;
   /**
    * Gives up on a TCP or Unix destination whose name lookup and connect take
-   * longer than this many ms (the others go on); default 30 000.
+   * longer than this many ms (the others go on); default 30 000; `Infinity`
+   * waits as long as the kernel does. NaN or a negative number is a
+   * TypeError, thrown before anything is opened.
    */
   connectTimeout?: number;
   /** Open file destinations for appending instead of truncating them. */
   append?: boolean;
   /**
    * Called when a destination fails; return `"stop"` to end the whole transfer
-   * (the promise then rejects with the report). By default the others go on.
+   * (the promise then rejects with the report, and the destinations cut short
+   * carry the error `stopped`). By default the others go on. It is called
+   * for a destination that fails before any byte moves too (it cannot be
+   * opened or connected, or it is the source itself), once every destination
+   * has been tried and before the transfer starts: `"stop"` then means
+   * nothing is transferred and no file is truncated.
    */
   onDestinationError?: (target: string, error: Error) => "continue" | "stop";
   /**
@@ -188,12 +201,23 @@ class Streams {
 
   #ended = false;
 
-  /** Ends every stream, once: a successful run lets writers take the rest and close. */
-  async end(ok: boolean, reason?: unknown): Promise<void> {
+  /**
+   * Ends every stream, once. With no `failure` (the source was read to its
+   * end), a writer whose destination got every byte is closed, and one cut
+   * short (`cutShort` gives its error: its own, or `stopped`) is aborted with
+   * that error. With a `failure`, the source is cancelled and every writer
+   * aborted with it.
+   */
+  async end(failure?: unknown, cutShort: (fd: Fd) => Error | undefined = () => undefined) {
     if (this.#ended) return;
     this.#ended = true;
-    await this.source?.stop(ok ? undefined : reason);
-    await Promise.all([...this.dests.values()].map((d) => ok ? d.finish() : d.stop(reason)));
+    await this.source?.stop(failure);
+    await Promise.all(
+      [...this.dests].map(([fd, d]) => {
+        const reason = failure ?? cutShort(fd);
+        return reason === undefined ? d.finish() : d.stop(reason);
+      }),
+    );
   }
 }
 
@@ -238,62 +262,111 @@ async function openDestination(
   return owned.add(await Fd.connect(spec, { signal, timeoutMs: options.connectTimeout }));
 }
 
-/**
- * Each Fd (by fd number, stdio `-` included) may appear once: the same fd twice
- * would write every byte twice through one file offset. The same path twice is
- * fine: each gets its own open file and offset.
- */
-function checkDistinctFds(source: SourceSpec, destinations: DestinationSpec[]): void {
-  const seen = new Set<number>();
-  const fdOf = (spec: SourceSpec | DestinationSpec, role: "source" | "destination") =>
-    spec instanceof Fd
-      ? (spec.closed ? -1 : spec.fd)
-      : spec === "-"
-      ? (role === "source" ? 0 : 1)
-      : -1;
-  const specs = [
-    [source, "source"] as const,
-    ...destinations.map((d) => [d, "destination"] as const),
+/** An fd given as a source or destination (an `Fd`, or `-`), and how to name it. */
+interface GivenFd {
+  fd: number;
+  name: string;
+  role: "source" | "destination";
+}
+
+function givenFds(source: SourceSpec, destinations: DestinationSpec[]): GivenFd[] {
+  const given = (spec: SourceSpec | DestinationSpec, role: GivenFd["role"]): GivenFd[] => {
+    if (spec instanceof Fd) return [{ fd: spec.fd, name: spec.label, role }];
+    if (spec !== "-") return [];
+    return [{
+      fd: role === "source" ? 0 : 1,
+      name: role === "source" ? "- (stdin)" : "- (stdout)",
+      role,
+    }];
+  };
+  return [
+    ...given(source, "source"),
+    ...destinations.flatMap((d) => given(d, "destination")),
   ];
-  for (const [spec, role] of specs) {
-    const fd = fdOf(spec, role);
-    if (fd < 0) continue;
-    if (seen.has(fd)) {
-      const name = spec instanceof Fd ? spec.label : fd === 1 ? "- (stdout)" : "- (stdin)";
-      throw new TypeError(`${name}: the same fd (${fd}) is given twice; give each Fd once`);
-    }
-    seen.add(fd);
-  }
-}
-
-/** `dev:ino` of a regular file, which names it whatever path or fd leads to it. */
-function fileIdentity(fd: Fd): string | undefined {
-  const st = raw.statx(fd.fd);
-  return st.type === "file" ? `${st.dev}:${st.ino}` : undefined;
 }
 
 /**
- * Refuses a destination that is the source file itself (by st_dev + st_ino,
- * so through symlinks and hard links too), before anything is truncated; then
- * truncates the regular files onecopy opened (unless appending). Returns an
- * error for this destination, or undefined when it may be written.
+ * Each fd may appear once, and no two may share one open file description
+ * (one `dup()`ed from the other, or `4>&3` in a shell): either would write
+ * every byte twice through one file offset (or into one pipe), or read the
+ * source back into itself. Sharing is asked of the kernel (kcmp), among fds
+ * naming the same regular file or pipe; where it cannot say (no
+ * CONFIG_KCMP, a ptrace policy), two destination fds naming the same regular
+ * file are refused instead. The same path twice is fine: each gets its own
+ * open file and offset. Terminals and sockets are left alone: `-` to `-` on
+ * one terminal, or on an inetd socket, is a conversation, not a loop.
  */
-function truncateOrRefuse(
-  fd: Fd,
-  spec: DestinationSpec,
-  source: string | undefined,
-  append: boolean,
-): Error | undefined {
-  const id = fileIdentity(fd);
-  if (id !== undefined && id === source) {
-    return new Error(
-      `${
-        printable(fd.label)
-      }: is the source file; refusing to write it (input file is output file)`,
-    );
+export function checkDistinctFds(
+  source: SourceSpec,
+  destinations: DestinationSpec[],
+  sameDescription: (a: number, b: number) => boolean | undefined = raw.sameDescription,
+): void {
+  const byFile = new Map<string, GivenFd[]>();
+  const seen = new Map<number, GivenFd>();
+  for (const g of givenFds(source, destinations)) {
+    if (seen.has(g.fd)) {
+      throw new TypeError(
+        `${printable(g.name)}: the same fd (${g.fd}) is given twice; give each Fd once`,
+      );
+    }
+    seen.set(g.fd, g);
+    let st;
+    try {
+      st = raw.statx(g.fd);
+    } catch {
+      continue; // not open: reported when it is used
+    }
+    if (st.type !== "file" && st.type !== "fifo") continue;
+    const key = `${st.dev}:${st.ino}`;
+    const same = byFile.get(key) ?? [];
+    for (const other of same) {
+      const shared = sameDescription(other.fd, g.fd);
+      const bothFileDests = shared === undefined && st.type === "file" &&
+        other.role === "destination" && g.role === "destination";
+      if (shared) {
+        throw new TypeError(
+          `${printable(g.name)}: shares one open file (and its offset) with ${
+            printable(other.name)
+          } (a dup() of it, or 4>&3); give it once`,
+        );
+      }
+      if (bothFileDests) {
+        throw new TypeError(
+          `${printable(g.name)}: is the same file as ${
+            printable(other.name)
+          }, and this kernel cannot tell whether they share one offset (kcmp); give it once`,
+        );
+      }
+    }
+    same.push(g);
+    byFile.set(key, same);
   }
-  if (id !== undefined && typeof spec === "string" && !append) raw.ftruncate(fd.fd, 0);
-  return undefined;
+}
+
+/**
+ * `dev:ino` of a regular file or a pipe (FIFO), which names it whatever path or
+ * fd leads to it: the kinds where writing into the source feeds it back into
+ * itself (a file grows or is cut, a FIFO loops forever). A terminal or a
+ * socket read and written at once is a conversation, not a loop: undefined.
+ */
+function loopIdentity(fd: Fd): string | undefined {
+  const st = raw.statx(fd.fd);
+  return st.type === "file" || st.type === "fifo" ? `${st.dev}:${st.ino}` : undefined;
+}
+
+/** Why a destination may not be written: it is the source itself (by st_dev + st_ino). */
+function sourceRefusal(fd: Fd, source: string | undefined): Error | undefined {
+  if (source === undefined || loopIdentity(fd) !== source) return undefined;
+  return new Error(
+    `${printable(fd.label)}: is the source ${
+      fd.kind === "pipe" ? "pipe" : "file"
+    }; refusing to write it (input file is output file)`,
+  );
+}
+
+/** Truncates a regular file onecopy opened by path (unless appending), once it may be written. */
+function truncateOpened(fd: Fd, spec: DestinationSpec, append: boolean): void {
+  if (typeof spec === "string" && !append && fd.kind === "file") raw.ftruncate(fd.fd, 0);
 }
 
 let fileSizeHolders = 0;
@@ -447,6 +520,14 @@ function takeBranches(plan: Plan, withTap: boolean, owned: Owned) {
  * transfer. A destination that fails is reported and the others still get every
  * byte; the promise then rejects with a `FanoutError` carrying the report.
  *
+ * A destination that is the source itself (the same regular file or FIFO, by
+ * st_dev + st_ino, whatever path leads to it) fails alone, before anything is
+ * truncated. The same `Fd` twice, or two fds that share one open file
+ * description (`dup()`, `4>&3`: one offset for both, so every byte would land
+ * twice), is a `TypeError` before anything is opened; where the kernel cannot
+ * tell (kcmp missing), two `Fd` destinations naming the same regular file are
+ * refused instead. The same path twice is fine (two opens, two offsets).
+ *
  * Web streams fit in at both ends: a `ReadableStream<Uint8Array>` (a `fetch()`
  * body, `Deno.stdin.readable`) or any `AsyncIterable<Uint8Array>` as the source
  * is written into the stage pipe chunk by chunk (that write is the one copy)
@@ -474,6 +555,7 @@ export async function fanout(
 ): Promise<FanoutReport> {
   const started = performance.now();
   checkSpecs(source, destinations);
+  checkOptions(options);
   checkDistinctFds(source, destinations);
   const owned = new Owned();
   const streams = new Streams();
@@ -492,44 +574,56 @@ export async function fanout(
       destinations.map((d, i) => openDestination(d, targetOf(d, i), options, owned, streams)),
     );
     options.signal?.throwIfAborted(); // nothing was truncated yet
-    const sourceId = fileIdentity(src);
+    const sourceId = loopIdentity(src);
+    reports = destinations.map((d, i) => {
+      const result = opened[i];
+      const report: DestinationReport = { target: targetOf(d, i), bytes: 0 };
+      if (result.status === "rejected") report.error = asError(result.reason);
+      else {
+        report.error = sourceRefusal(result.value, sourceId);
+        // Closed at once: a FIFO's own writer left open would hold its end off forever.
+        if (report.error && result.value.owned) result.value.close();
+        if (!report.error) live.push({ fd: result.value, report });
+      }
+      return report;
+    });
     const append = options.append ?? false;
-    const fulfilled = opened.flatMap((r) => (r.status === "fulfilled" ? [{ fd: r.value }] : []));
-    const smallPath = fitsSmallPath(
-      src,
-      typeof source === "string" && src.owned,
-      fulfilled,
-      options,
-    );
+    const smallPath = fitsSmallPath(src, typeof source === "string" && src.owned, live, options);
+    // Every destination that failed to open is announced before anything is
+    // truncated: a "stop" then leaves every file as it was.
+    let stop = announceFailures(reports, options);
     // The small path cuts each file to what it wrote, after writing: truncating a
     // just-written file to 0 first waits for its writeback (~2 ms each on ext4, measured).
     const truncateLater = new Set<Fd>();
-    reports = destinations.map((d, i) => {
-      const result = opened[i];
-      const target = targetOf(d, i);
-      if (result.status === "rejected") return { target, bytes: 0, error: asError(result.reason) };
-      try {
-        const later = smallPath && typeof d === "string" && !append;
-        const error = truncateOrRefuse(result.value, d, sourceId, append || later);
-        const report = { target, bytes: 0, error };
-        if (!error) live.push({ fd: result.value, report });
-        if (!error && later) truncateLater.add(result.value);
-        return report;
-      } catch (err) {
-        return { target, bytes: 0, error: asError(err) };
+    for (const { fd, report } of stop ? [] : live) {
+      if (smallPath && typeof destinations[reports.indexOf(report)] === "string" && !append) {
+        truncateLater.add(fd);
+        continue;
       }
-    });
-    const release = live.some((d) => d.fd.kind === "file") ? ignoreFileSizeSignal() : undefined;
+      try {
+        truncateOpened(fd, destinations[reports.indexOf(report)], append);
+      } catch (err) {
+        report.error = named(err, report.target);
+        stop ??= announceFailures([report], options);
+      }
+    }
+    if (stop) stopAll(live, stop);
+    const running = live.filter((d) => !d.report.error);
+    const release = running.some((d) => d.fd.kind === "file") ? ignoreFileSizeSignal() : undefined;
     let run;
     try {
-      const small = smallPath ? runSmall(src, live, options, truncateLater) : undefined;
-      if (smallPath && !small) truncateLater.forEach((fd) => raw.ftruncate(fd.fd, 0)); // it grew
-      own ??= openOwnFds(src, options, owned);
-      run = small ?? await runEngine(src, live, options, owned, streams, own);
+      if (stop) run = notRun(src, live, options, smallPath);
+      else {
+        const small = smallPath ? runSmall(src, running, options, truncateLater) : undefined;
+        if (smallPath && !small) truncateLater.forEach((fd) => raw.ftruncate(fd.fd, 0)); // it grew
+        own ??= openOwnFds(src, options, owned);
+        run = small ?? await runEngine(src, running, options, owned, streams, own);
+      }
     } finally {
       release?.();
     }
-    await streams.end(run.error === undefined, run.error); // writers get a close only if whole
+    // Writers get a close only if their destination got every byte; the others an abort.
+    await streams.end(run.error, (fd) => live.find((d) => d.fd === fd)?.report.error);
     for (const { fd, report } of live) {
       const dest = streams.dests.get(fd);
       if (!dest) continue;
@@ -545,10 +639,42 @@ export async function fanout(
     failure = err;
     throw err;
   } finally {
-    if (!whole) await streams.end(false, failure);
+    if (!whole) await streams.end(failure ?? new Error("stopped"));
     resetCutShort(live, !whole);
     owned.closeAll();
   }
+}
+
+/**
+ * Calls `onDestinationError` for each failed destination, in order; returns
+ * the error for which it answered "stop" (the first such), if it did.
+ */
+function announceFailures(
+  reports: DestinationReport[],
+  options: FanoutOptions,
+): Error | undefined {
+  let stop: Error | undefined;
+  for (const { target, error } of reports) {
+    if (error && options.onDestinationError?.(target, error) === "stop") stop ??= error;
+  }
+  return stop;
+}
+
+/** After a "stop" before any byte moved: every destination still open is cut short (at 0). */
+function stopAll(live: Live[], cause: Error): void {
+  for (const { report } of live) report.error ??= new Error("stopped", { cause });
+}
+
+/** The report of a run stopped before it started: nothing read, nothing written. */
+function notRun(
+  src: Fd,
+  live: Live[],
+  options: FanoutOptions,
+  smallPath: boolean,
+): Omit<FanoutReport, "destinations" | "seconds"> {
+  const kinds = live.map((d) => d.fd.kind);
+  const plan = choosePlan(smallPath ? "copy" : options.method ?? "auto", src.kind, kinds);
+  return { bytes: 0, method: plan.method, stable: plan.stable };
 }
 
 /** How a destination is named in reports: its path or URL, its Fd's label, or its place. */
@@ -630,7 +756,7 @@ async function runEngine(
   try {
     const between = () => afterBatch(engine, live, streams, options);
     const failure = await drive(engine, src, reports, options, between);
-    return { ...finish(engine, reports, options.checksum), ...(failure ? { error: failure } : {}) };
+    return finish(engine, reports, options.checksum, failure);
   } finally {
     // drive() has awaited every batch: the shim holds no pointer into these any more.
     returnBuffers(engine.keep);
@@ -887,18 +1013,27 @@ function bytesDone(e: Engine): number {
   return Math.min(e.job.get("taken"), ...alive.map((d) => d.get("done")));
 }
 
-/** Fills in each destination's count and builds the report (with the checksum). */
+/**
+ * Fills in each destination's count and builds the report. After a source
+ * `failure`, `bytes` is what reached a destination (an mmap-write run counts
+ * the whole file as taken from the start), and there is no checksum: it would
+ * not be the source's.
+ */
 function finish(
   e: Engine,
   reports: DestinationReport[],
   algorithm: ChecksumAlgorithm | undefined,
+  failure: Error | undefined,
 ): Omit<FanoutReport, "destinations" | "seconds"> {
   e.dests.forEach((d, k) => (reports[k].bytes = d.get("done")));
+  const taken = e.job.get("taken");
+  const delivered = e.dests.length ? Math.max(...e.dests.map((d) => d.get("done"))) : taken;
   const report: Omit<FanoutReport, "destinations" | "seconds"> = {
-    bytes: e.job.get("taken"),
+    bytes: failure ? Math.min(taken, delivered) : taken,
     method: e.plan.method,
     stable: e.plan.stable,
   };
-  if (algorithm) report.checksum = { algorithm, hex: hex(hashJobEnd(e.jobBytes)) };
+  if (failure) report.error = failure;
+  else if (algorithm) report.checksum = { algorithm, hex: hex(hashJobEnd(e.jobBytes)) };
   return report;
 }

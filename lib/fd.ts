@@ -21,8 +21,21 @@ import {
 export interface ConnectOptions {
   /** Interrupts the name lookup and the connect (the promise rejects with its reason). */
   signal?: AbortSignal;
-  /** Gives up on a connect that has no answer after this long; default 30 000 ms. */
+  /**
+   * Gives up on a connect that has no answer after this long; default 30 000
+   * ms; `Infinity` waits as long as the kernel does.
+   */
   timeoutMs?: number;
+}
+
+/**
+ * Throws a TypeError unless `value` is a timeout in ms: a number >= 0
+ * (`Infinity`: none), or undefined (the default).
+ */
+export function checkTimeoutMs(value: unknown, what: string): void {
+  if (value === undefined || (typeof value === "number" && value >= 0)) return;
+  const shown = typeof value === "number" ? String(value) : typeof value;
+  throw new TypeError(`${what} must be a number of ms >= 0 (Infinity: no timeout), not ${shown}`);
 }
 
 /** How long `Fd.connect()` waits for an answer by default. */
@@ -184,6 +197,7 @@ export class Fd {
    * take longer than `timeoutMs` (default 30 s), it fails with ETIMEDOUT.
    */
   static async connect(url: string, options: ConnectOptions = {}): Promise<Fd> {
+    checkTimeoutMs(options.timeoutMs, "Fd.connect(): timeoutMs");
     const timeoutMs = options.timeoutMs ?? defaultConnectTimeoutMs;
     const deadline = performance.now() + timeoutMs;
     const { sock, addr, kind } = await lookUp(url, timeoutMs, options.signal);
@@ -295,6 +309,7 @@ export class Listener {
 
 /** `newSocket` for a destination, its name lookup bounded by the connect timeout too. */
 async function lookUp(url: string, timeoutMs: number, signal?: AbortSignal) {
+  if (timeoutMs === Infinity) return await newSocket(url, "destination", signal);
   const timer = AbortSignal.timeout(timeoutMs);
   try {
     return await newSocket(url, "destination", signal ? AbortSignal.any([signal, timer]) : timer);

@@ -6,7 +6,8 @@
  * @module
  */
 
-import { Fd } from "./fd.ts";
+import { printable } from "../ffi/errors.ts";
+import { checkTimeoutMs, Fd } from "./fd.ts";
 
 /** A source: a file path, `"-"` (stdin), an `Fd`, or a stream of bytes. */
 export type SourceSpec = string | Fd | ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>;
@@ -33,7 +34,9 @@ export function describeValue(value: unknown): string {
   if (value === null) return "null";
   if (typeof value === "string") return `the string ${JSON.stringify(value)}`;
   if (typeof value === "number" || typeof value === "bigint") return `the ${typeof value} ${value}`;
-  if (typeof value !== "object" && typeof value !== "function") return `${typeof value} ${value}`;
+  if (value === undefined) return "undefined";
+  if (typeof value === "symbol") return `a symbol (${String(value)})`;
+  if (typeof value === "boolean") return `the boolean ${value}`;
   const name = (value as { constructor?: { name?: string } }).constructor?.name;
   if (value instanceof URL) return `a URL (${value.href})`;
   if (ArrayBuffer.isView(value)) return `a ${name ?? "typed array"} of ${value.byteLength} bytes`;
@@ -111,6 +114,10 @@ function destinationAdvice(value: unknown): string {
  * given twice. Runs before anything is opened.
  */
 export function checkSpecs(source: unknown, destinations: unknown): void {
+  if (source instanceof Fd && source.closed) {
+    throw new TypeError(`fanout(): the source ${printable(source.label)} is a closed Fd`);
+  }
+  if (source === "") throw new TypeError(`fanout(): the source is an empty path`);
   const ok = typeof source === "string" || source instanceof Fd ||
     (!isFsFile(source) && !isConn(source) && isStreamSource(source as SourceSpec));
   if (!ok) {
@@ -131,6 +138,10 @@ export function checkSpecs(source: unknown, destinations: unknown): void {
   const streams = new Set<WritableStream>();
   destinations.forEach((d: unknown, i) => {
     const where = `fanout(): destination ${i + 1}`;
+    if (d === "") throw new TypeError(`${where} is an empty path`);
+    if (d instanceof Fd && d.closed) {
+      throw new TypeError(`${where} (${printable(d.label)}) is a closed Fd`);
+    }
     if (typeof d === "string" || d instanceof Fd) return;
     if (d instanceof WritableStream) {
       if (d.locked) throw new TypeError(`${where} is a locked WritableStream (a writer has it)`);
@@ -142,4 +153,9 @@ export function checkSpecs(source: unknown, destinations: unknown): void {
       `${where} is ${describeValue(d)}, which onecopy cannot write to; ${destinationAdvice(d)}`,
     );
   });
+}
+
+/** Throws a TypeError for an option fanout() cannot use, before anything is opened. */
+export function checkOptions(options: { connectTimeout?: unknown }): void {
+  checkTimeoutMs(options.connectTimeout, "fanout(): connectTimeout");
 }

@@ -245,27 +245,35 @@ Deno.test("a source that shrinks mid-transfer: mmap-write fails cleanly (no SIGB
       const result = (async () => {
         const reader = r.readable(4096).getReader();
         const hash = createHash("sha256");
+        let bytes = 0;
         for (let c = await reader.read(); !c.done; c = await reader.read()) {
           hash.update(c.value);
+          bytes += c.value.length;
           await new Promise((ok) => setTimeout(ok, 1));
         }
-        return hash.digest("hex");
+        return { sha256: hash.digest("hex"), bytes };
       })();
       return { dest: w, result };
     });
-    const running = fanout(src, slow.map((s) => s.dest), { method });
+    const running = fanout(src, slow.map((s) => s.dest), { method, checksum: "sha256" });
     await new Promise((ok) => setTimeout(ok, 100));
     Deno.truncateSync(src, 4096);
     const outcome = await running.then((report) => report, (err) => err as Error);
     slow.forEach((s) => s.dest.close());
     const [a, b] = await Promise.all(slow.map((s) => s.result));
     if (method === "mmap-write") {
-      assert.ok(outcome instanceof Error, "mmap-write should fail");
+      assert.ok(outcome instanceof FanoutError, `mmap-write should fail: ${outcome}`);
       assert.match(outcome.message, /src: the source shrank during the transfer/);
+      const { report } = outcome;
+      assert.match(String(report.error?.message), /shrank/);
+      assert.equal(report.checksum, undefined, "a checksum of nothing in particular");
+      assert.deepEqual(report.destinations.map((d) => d.bytes), [a.bytes, b.bytes]);
+      assert.ok(Math.max(a.bytes, b.bytes) < 64 * MiB);
+      assert.equal(report.bytes, Math.max(a.bytes, b.bytes), "what really reached a destination");
     } else {
       assert.ok(!(outcome instanceof Error), `${outcome}`);
       assert.ok(outcome.bytes < 64 * MiB, "stopped at the new end of file");
-      assert.equal(a, b, "both destinations got the same bytes");
+      assert.deepEqual(a, b, "both destinations got the same bytes");
     }
   }
 });
