@@ -235,6 +235,25 @@ Deno.test("abort stops a stalled transfer at once and closes everything", async 
   assert.equal(openFds(), before);
 });
 
+Deno.test("abort lands within ~100 ms even behind a file written at full speed", async () => {
+  // A new destination used to be ftruncate()d to 0, which on ext4 makes its
+  // close() push every dirty page to disk first: ~1 s behind 512 MiB (measured).
+  using dir = tempDir();
+  const controller = new AbortController();
+  let abortedAt = 0;
+  const running = fanout("/dev/zero", [`${dir.path}/new`], {
+    signal: controller.signal,
+    onProgress: (n) => {
+      if (n < 512 * MiB || abortedAt) return;
+      abortedAt = performance.now();
+      controller.abort();
+    },
+  });
+  await assert.rejects(running, (e: Error) => e.name === "AbortError");
+  const latency = performance.now() - abortedAt;
+  assert.ok(latency < 250, `rejected ${latency.toFixed(0)} ms after the abort`);
+});
+
 Deno.test("a source that shrinks mid-transfer: mmap-write fails cleanly (no SIGBUS), reads stop at EOF", async () => {
   using dir = tempDir();
   const src = `${dir.path}/src`;
