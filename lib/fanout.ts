@@ -396,7 +396,11 @@ function ignoreFileSizeSignal(): () => void {
   };
 }
 
-/** Closes with a reset (SO_LINGER 0) the sockets that did not get the whole stream. */
+/**
+ * Closes with a reset (SO_LINGER 0) the sockets that did not get the whole
+ * stream. TCP only, in effect: AF_UNIX has no reset, and its receiver sees a
+ * clean end of stream (README, Failure behaviour).
+ */
 function resetCutShort(live: Live[], all: boolean): void {
   for (const { fd, report } of live) {
     if (!fd.owned || fd.closed || (fd.kind !== "tcp" && fd.kind !== "unix")) continue;
