@@ -129,6 +129,11 @@ export function open(path: string, flags: number, mode = 0o666, dirfd = AT_FDCWD
   return check(shim().oc_openat(dirfd, cString(path), flags | O_CLOEXEC, mode), "open", path);
 }
 
+/** unlinkat(2) of a file (not a directory) relative to the working directory. */
+export function unlink(path: string): void {
+  check(shim().oc_unlinkat(AT_FDCWD, cString(path), 0), "unlink", path);
+}
+
 /** read(2): up to `buf.length` bytes; 0 at end of file. */
 export function read(fd: number, buf: Uint8Array): number {
   return check(shim().oc_read(fd, buf, BigInt(buf.length)), "read");

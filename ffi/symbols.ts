@@ -12,6 +12,7 @@ export const symbols = {
   oc_pipe2: { parameters: ["buffer", "u32"], result: "isize" },
   oc_close: { parameters: [fd], result: "isize" },
   oc_openat: { parameters: [fd, "buffer", "u32", "u32"], result: "isize" },
+  oc_unlinkat: { parameters: [fd, "buffer", "u32"], result: "isize" },
   oc_read: { parameters: [fd, "buffer", "usize"], result: "isize" },
   oc_write: { parameters: [fd, "buffer", "usize"], result: "isize" },
   oc_pread: { parameters: [fd, "buffer", "usize", "u64"], result: "isize" },

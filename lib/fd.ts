@@ -207,12 +207,25 @@ export class Fd {
     });
   }
 
-  /** Listens on `tcp://host:port` (port 0: any free port) or `unix:/path`. */
+  /**
+   * Listens on `tcp://host:port` (port 0: any free port) or `unix:/path`. A
+   * unix path holding a stale socket (its listener is gone, e.g. killed by
+   * SIGKILL: a connect is refused) is removed and bound again, once; a live
+   * listener's path still fails with EADDRINUSE, and nothing but a socket is
+   * ever removed.
+   */
   static async listen(url: string, backlog = 128): Promise<Listener> {
     const { sock, addr, kind } = await newSocket(url, "listen");
     await settingUp(sock, () => {
       if (kind === "tcp") raw.setsockoptInt(sock.fd, raw.SOL_SOCKET, raw.SO_REUSEADDR, 1);
-      raw.bind(sock.fd, addr, url);
+      try {
+        raw.bind(sock.fd, addr, url);
+      } catch (err) {
+        const stale = hasCode(err, "EADDRINUSE") ? staleSocket(url, addr) : undefined;
+        if (stale === undefined) throw err;
+        raw.unlink(stale);
+        raw.bind(sock.fd, addr, url);
+      }
       raw.listen(sock.fd, backlog);
     });
     return new Listener(sock, kind);
@@ -380,8 +393,8 @@ async function connectBy(
       return;
     } catch (err) {
       if (!hasCode(err, "EAGAIN")) {
-        if (!hasCode(err, "EINPROGRESS")) throw new OnecopyError("connect", errnoOf(err), url);
-        break;
+        if (hasCode(err, "EINPROGRESS")) break;
+        throw err instanceof OnecopyError ? new OnecopyError("connect", err.errno, url) : err;
       }
     }
     if (performance.now() >= deadline) throw timedOut();
@@ -401,10 +414,6 @@ async function connectBy(
     if (error) throw new OnecopyError("connect", error, url);
     return;
   }
-}
-
-function errnoOf(err: unknown): number {
-  return err instanceof OnecopyError ? err.errno : Errno.EINVAL;
 }
 
 /**
@@ -478,8 +487,37 @@ export async function openWriter(
       continue;
     }
     const file = new Fd(fd, { owned: true, label: path });
-    if (file.kind !== "pipe") raw.setNonBlocking(fd, false);
-    return file;
+    try {
+      if (file.kind !== "pipe") raw.setNonBlocking(fd, false);
+      return file;
+    } catch (err) {
+      file.close();
+      throw err;
+    }
+  }
+}
+
+/**
+ * The path of a unix socket `url` that is left over from a listener that is
+ * gone (a socket file, and a connect to it is refused), or undefined. A live
+ * listener accepts (or, its backlog full, answers EAGAIN).
+ */
+function staleSocket(url: string, addr: Uint8Array): string | undefined {
+  const target = parseTarget(url, "listen");
+  if (target.kind !== "unix") return undefined;
+  try {
+    if (raw.statx(target.path).type !== "socket") return undefined;
+  } catch {
+    return undefined; // abstract, or gone meanwhile
+  }
+  using probe = new Fd(raw.socket(raw.AF_UNIX, raw.SOCK_STREAM | raw.SOCK_NONBLOCK), {
+    owned: true,
+  });
+  try {
+    raw.connect(probe.fd, addr);
+    return undefined;
+  } catch (err) {
+    return hasCode(err, "ECONNREFUSED") ? target.path : undefined;
   }
 }
 

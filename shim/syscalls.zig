@@ -13,6 +13,10 @@ pub export fn oc_close(fd: i32) isize {
 pub export fn oc_openat(dirfd: i32, path: [*:0]const u8, flags: u32, mode: u32) isize {
     return sys.call(.openat, .{ arg(dirfd), @intFromPtr(path), flags, mode });
 }
+/// `flags` 0 removes a file (never a directory: that needs AT_REMOVEDIR).
+pub export fn oc_unlinkat(dirfd: i32, path: [*:0]const u8, flags: u32) isize {
+    return sys.call(.unlinkat, .{ arg(dirfd), @intFromPtr(path), flags });
+}
 pub export fn oc_read(fd: i32, buf: [*]u8, len: usize) isize {
     return sys.read(fd, buf, len);
 }

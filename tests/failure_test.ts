@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { fanout, FanoutError, Fd } from "../mod.ts";
+import { fanout, FanoutError, Fd, type OnecopyError } from "../mod.ts";
 import * as raw from "../ffi/raw.ts";
 import { sockaddrIp } from "../lib/addr.ts";
 import { checkDistinctFds } from "../lib/fanout.ts";
@@ -288,6 +288,34 @@ Deno.test("a unix socket whose backlog is full: connectTimeout fails it alone", 
   assert.match(failures(err)[listener.url], /ETIMEDOUT/);
   assert.equal(sha256(Deno.readFileSync(`${dir.path}/a`)), sha256(data));
   assert.ok(!filler.closed);
+});
+
+Deno.test("Fd.listen on a unix path left by a dead listener reclaims it; a live one or a file is EADDRINUSE", async () => {
+  using dir = tempDir();
+  const url = `unix:${dir.path}/sock`;
+  const dead = await Fd.listen(url);
+  dead.close(); // as after kill -9: the socket file stays, nobody listens on it
+  assert.equal(Deno.statSync(`${dir.path}/sock`).isSocket, true);
+  using again = await Fd.listen(url);
+  const client = Fd.connect(url);
+  using accepted = await again.accept();
+  (await client).close();
+  assert.ok(!accepted.closed);
+  await assert.rejects(Fd.listen(url), (e: Error) => (e as OnecopyError).code === "EADDRINUSE");
+  // Live but busy: its backlog (0: one slot) full, a connect answers EAGAIN, not refused.
+  using busy = await Fd.listen(`unix:${dir.path}/busy`, 0);
+  using filler = await Fd.connect(busy.url);
+  await assert.rejects(
+    Fd.listen(busy.url),
+    (e: Error) => (e as OnecopyError).code === "EADDRINUSE",
+  );
+  assert.ok(!filler.closed);
+  Deno.writeTextFileSync(`${dir.path}/file`, "keep me");
+  await assert.rejects(
+    Fd.listen(`unix:${dir.path}/file`),
+    (e: Error) => (e as OnecopyError).code === "EADDRINUSE",
+  );
+  assert.equal(Deno.readTextFileSync(`${dir.path}/file`), "keep me");
 });
 
 // 6. The same Fd twice.
