@@ -532,6 +532,31 @@ async function settingUp(sock: Fd, setup: () => void | Promise<void>): Promise<F
   }
 }
 
+/**
+ * A private pipe for onecopy's own use (a stage, a branch, a stream's end),
+ * non-blocking and close-on-exec, grown towards `size` bytes (0: left at the
+ * kernel's default): `[read end, write end]`, both owned.
+ */
+export function ownPipe(size: number, label: string): [Fd, Fd] {
+  const [r, w] = raw.pipe2(raw.O_CLOEXEC | raw.O_NONBLOCK);
+  const ends: [Fd, Fd] = [
+    new Fd(r, { owned: true, label, kind: "pipe" }),
+    new Fd(w, { owned: true, label, kind: "pipe" }),
+  ];
+  try {
+    if (size > 0) growPipe(w, size);
+    return ends;
+  } catch (err) {
+    ends.forEach((end) => end.close());
+    throw err;
+  }
+}
+
+/** Whether an fd is in blocking mode (O_NONBLOCK clear). */
+export function isBlocking(fd: number): boolean {
+  return (raw.fcntl(fd, raw.F_GETFL) & raw.O_NONBLOCK) === 0;
+}
+
 /** Grows a pipe towards `size` bytes; the kernel may refuse (EPERM): then it keeps its size. */
 export function growPipe(fd: number, size: number): number {
   try {

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { fanout, FanoutError, Fd, type OnecopyError } from "../mod.ts";
 import * as raw from "../ffi/raw.ts";
 import { sockaddrIp } from "../lib/addr.ts";
-import { checkDistinctFds } from "../lib/fanout.ts";
+import { checkDistinctFds } from "../lib/endpoints.ts";
 import { mkfifo, onecopySh, openFds, patternBytes, sha256, tempDir } from "./helpers.ts";
 
 const deno = Deno.execPath();
