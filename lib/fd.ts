@@ -393,7 +393,8 @@ async function connectBy(
       return;
     } catch (err) {
       if (!hasCode(err, "EAGAIN")) {
-        if (hasCode(err, "EINPROGRESS")) break;
+        // EINTR (a signal during connect: never retried, see raw.connect) is a connect under way too.
+        if (hasCode(err, "EINPROGRESS") || hasCode(err, "EINTR")) break;
         throw err instanceof OnecopyError ? new OnecopyError("connect", err.errno, url) : err;
       }
     }

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { Checksum, fanout, FanoutError, Fd, methods } from "../mod.ts";
+import * as raw from "../ffi/raw.ts";
 import {
   drain,
   openFds,
@@ -112,22 +113,31 @@ Deno.test("pipe-tee, vmsplice, copy and auto stay identical while the source fil
   using dir = tempDir();
   const size = 24 * MiB;
   const src = `${dir.path}/src`;
+  const versions = [2, 3].map((seed) => patternBytes(size, seed)); // same size, other bytes
   for (const method of ["pipe-tee", "vmsplice", "copy", "auto"] as const) {
     Deno.writeFileSync(src, patternBytes(size, 1));
     const outs = [pipeConsumer(64 * KiB), pipeConsumer(64 * KiB), pipeConsumer(64 * KiB)];
+    let running = false;
     let rewriting = true;
+    let overlapped = 0; // rewrites begun and finished while fanout() ran
     const rewriter = (async () => {
       using f = await Deno.open(src, { write: true });
-      for (let round = 2; rewriting; round++) {
+      for (let round = 0; rewriting; round++) {
+        const during = running;
         await f.seek(0, Deno.SeekMode.Start);
-        await f.write(patternBytes(size, round)); // same size, different bytes
+        await f.write(versions[round % 2]);
+        if (during && running) overlapped++;
       }
     })();
+    await new Promise((r) => setTimeout(r, 0)); // the rewriter has opened the file
+    running = true;
     const report = await fanout(src, outs.map((o) => o.dest), { method, pipeSize: 64 * KiB });
+    running = false;
     rewriting = false;
     await rewriter;
     outs.forEach((o) => o.dest.close());
     const results = await Promise.all(outs.map((o) => o.result));
+    assert.ok(overlapped >= 1, `${method}: no rewrite overlapped the transfer`);
     assert.equal(report.bytes, size);
     assert.ok(results.every((r) => r.bytes === size && r.sha256 === results[0].sha256), method);
   }
@@ -233,6 +243,22 @@ Deno.test("abort stops a stalled transfer at once and closes everything", async 
     w.close();
   }
   assert.equal(openFds(), before);
+});
+
+Deno.test("a destination whose write() accepts nothing fails alone, saying so (dest_wrote_nothing)", async () => {
+  // /proc/PID/mem, opened while the child lives, once its memory is gone: write() returns 0.
+  const child = new Deno.Command("sleep", { args: ["0.2"] }).spawn();
+  using mem = Fd.open(`/proc/${child.pid}/mem`, raw.O_WRONLY);
+  await child.status;
+  using dir = tempDir();
+  const err = await fanout("/etc/hostname", [mem, `${dir.path}/a`], { method: "copy" })
+    .catch((e) => e);
+  assert.ok(err instanceof FanoutError, String(err));
+  const [nothing, a] = err.report.destinations;
+  assert.match(String(nothing.error?.message), /write\(\) accepted no bytes/);
+  assert.equal(nothing.bytes, 0);
+  assert.equal(a.error, undefined);
+  assert.equal(a.bytes, Deno.statSync("/etc/hostname").size);
 });
 
 Deno.test("abort lands within ~100 ms even behind a file written at full speed", async () => {
