@@ -41,9 +41,15 @@ export function describeValue(value: unknown): string {
   if (value instanceof URL) return `a URL (${value.href})`;
   if (ArrayBuffer.isView(value)) return `a ${name ?? "typed array"} of ${value.byteLength} bytes`;
   if (Array.isArray(value)) return `an array of ${value.length}`;
+  if (Object.prototype.toString.call(value) === "[object Generator]") return "a generator";
   if (typeof value === "function") return `a function`;
   if (!name || name === "Object") return "a plain object";
   return `${/^[AEIOU]/.test(name) ? "an" : "a"} ${name}`;
+}
+
+function isSyncIterable(value: unknown): boolean {
+  return typeof value === "object" && value !== null &&
+    typeof (value as Iterable<unknown>)[Symbol.iterator] === "function";
 }
 
 function isFsFile(value: unknown): boolean {
@@ -74,8 +80,12 @@ function sourceAdvice(value: unknown): string {
     return "wrap bytes in a stream: ReadableStream.from([bytes])";
   }
   if (typeof value === "number") return "wrap an fd from node:fs with Fd.adopt(fd)";
+  if (value instanceof Blob) return "pass blob.stream()";
   if (typeof value === "object" && value !== null && "readable" in value) {
     return "pass its .readable";
+  }
+  if (isSyncIterable(value)) {
+    return "a sync iterable is read all at once: pass ReadableStream.from(it)";
   }
   return 'pass a path, "-" (stdin), an Fd, a ReadableStream<Uint8Array> or an AsyncIterable<Uint8Array>';
 }

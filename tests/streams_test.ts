@@ -351,6 +351,9 @@ Deno.test("type errors name any value: a Symbol, undefined, a boolean, a closed 
     [closed, /^fanout\(\): the source .*was-open is a closed Fd$/],
     [r, /^fanout\(\): the source pipe \(read end\) is a closed Fd$/],
     ["", /^fanout\(\): the source is an empty path$/],
+    [(function* () {})(), /the source is a generator, .*ReadableStream\.from\(it\)/],
+    [[new Uint8Array(1)], /the source is an array of 1, .*ReadableStream\.from\(it\)/],
+    [new Blob(["x"]), /the source is a Blob, .*blob\.stream\(\)/],
   ];
   for (const [value, message] of sources) {
     await assert.rejects(fanout(value as string, [kept, `${dir.path}/new`]), (e: Error) => {
