@@ -229,7 +229,11 @@ export async function fanout(
       const report: DestinationReport = { target: targetOf(d, i), bytes: 0 };
       if (result.status === "rejected") report.error = asError(result.reason);
       else {
-        report.error = sourceRefusal(result.value, sourceId);
+        try {
+          report.error = sourceRefusal(result.value, sourceId);
+        } catch (err) { // an fd that is not open (Fd.adopt of a closed number)
+          report.error = named(err, report.target);
+        }
         // Closed at once: a FIFO's own writer left open would hold its end off forever.
         if (report.error && result.value.owned) result.value.close();
         if (!report.error) live.push({ fd: result.value, report });

@@ -361,6 +361,16 @@ Deno.test("two fds sharing one open file description (dup, 4>&3) are a TypeError
   assert.equal(sha256(Deno.readFileSync(`${dir.path}/o2`)), sha256(data));
 });
 
+Deno.test("an adopted fd number that is not open fails alone; the others complete", async () => {
+  using dir = tempDir();
+  const { path, data } = fixture(dir.path);
+  const unused = raw.open("/dev/null", raw.O_RDONLY);
+  raw.close(unused); // a number nobody holds now
+  const err = await fanout(path, [Fd.adopt(unused), `${dir.path}/a`]).catch((e) => e);
+  assert.match(failures(err)[`fd ${unused}`], /bad file descriptor/);
+  assert.equal(sha256(Deno.readFileSync(`${dir.path}/a`)), sha256(data));
+});
+
 Deno.test("when kcmp cannot say, two Fd destinations naming one regular file are refused", () => {
   using dir = tempDir();
   using a = Fd.create(`${dir.path}/o`);
