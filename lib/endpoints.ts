@@ -10,7 +10,7 @@
 
 import * as raw from "../ffi/raw.ts";
 import { printable } from "../ffi/errors.ts";
-import { Fd, openReader, openWriter } from "./fd.ts";
+import { Fd, openReader, openWriter, truncateToEmpty } from "./fd.ts";
 import { parseTarget } from "./addr.ts";
 import { type DestinationSpec, isStreamSource, type SourceSpec } from "./specs.ts";
 import { StreamDestination, type Streams, StreamSource } from "./streams.ts";
@@ -198,16 +198,9 @@ export function sourceRefusal(fd: Fd, source: string | undefined): Error | undef
   );
 }
 
-/**
- * Truncates a regular file onecopy opened by path (unless appending), once it
- * may be written. An empty one is left alone, as O_TRUNC leaves a file it just
- * created: on ext4, truncating to 0 marks the file "replaced by truncate", and
- * its close() then pushes every dirty page to disk first (auto_da_alloc),
- * which made an abort wait ~1 s behind a file written at 1 GB/s (measured).
- */
+/** Truncates a regular file onecopy opened by path (unless appending), once it may be written. */
 export function truncateOpened(fd: Fd, spec: DestinationSpec, append: boolean): void {
-  if (typeof spec !== "string" || append || fd.kind !== "file") return;
-  if (raw.statx(fd.fd).size > 0) raw.ftruncate(fd.fd, 0);
+  if (typeof spec === "string" && !append) truncateToEmpty(fd);
 }
 
 let fileSizeHolders = 0;

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { Checksum, fanout, FanoutError, Fd, methods } from "../mod.ts";
 import * as raw from "../ffi/raw.ts";
+import { createWriter } from "../lib/fd.ts";
 import {
   drain,
   openFds,
@@ -278,6 +279,22 @@ Deno.test("abort lands within ~100 ms even behind a file written at full speed",
   await assert.rejects(running, (e: Error) => e.name === "AbortError");
   const latency = performance.now() - abortedAt;
   assert.ok(latency < 250, `rejected ${latency.toFixed(0)} ms after the abort`);
+});
+
+Deno.test("an output tee opens (createWriter) closes at once after 512 MiB: new files are not truncated", async () => {
+  using dir = tempDir();
+  const out = await createWriter(`${dir.path}/new`);
+  const chunk = new Uint8Array(MiB);
+  for (let n = 0; n < 512; n++) {
+    for (let off = 0; off < chunk.length;) off += raw.write(out.fd, chunk.subarray(off));
+  }
+  const t0 = performance.now();
+  out.close(); // after a truncation to 0, ext4 would first push all 512 MiB to disk
+  const ms = performance.now() - t0;
+  assert.ok(ms < 100, `close() took ${ms.toFixed(0)} ms`);
+  Deno.writeTextFileSync(`${dir.path}/old`, "old content");
+  using again = await createWriter(`${dir.path}/old`);
+  assert.equal(Deno.statSync(`${dir.path}/old`).size, 0, "a file with content is still truncated");
 });
 
 Deno.test("a source that shrinks mid-transfer: mmap-write fails cleanly (no SIGBUS), reads stop at EOF", async () => {
