@@ -45,8 +45,9 @@ function pinnedSpec(): { spec: string; name: string } {
 const pinnedHosts = new Set(["linux/x86_64"]);
 
 /**
- * Why Zig cannot be found here, or undefined if it can: `$ZIG` always works;
- * the pinned package only on the hosts it ships a binary for.
+ * Why Zig cannot be found here, or undefined if it can: `$ZIG` always works
+ * (`zigEnv`: its value, "" for unset); the pinned package only on the hosts
+ * it ships a binary for.
  */
 export function zigUnavailable(
   host = `${Deno.build.os}/${Deno.build.arch}`,

@@ -36,9 +36,9 @@ Deno.test({
 });
 
 Deno.test("the pinned Zig is asked for only where it runs; elsewhere ZIG is named", () => {
-  assert.equal(zigUnavailable("linux/x86_64", undefined), undefined);
+  assert.equal(zigUnavailable("linux/x86_64", ""), undefined);
   assert.match(
-    zigUnavailable("linux/aarch64", undefined) ?? "",
+    zigUnavailable("linux/aarch64", "") ?? "",
     /runs on x86_64 Linux only, and this is linux\/aarch64: set ZIG=/,
   );
   assert.equal(zigUnavailable("linux/aarch64", "/opt/zig/zig"), undefined);
