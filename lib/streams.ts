@@ -39,7 +39,6 @@ export class StreamSource {
   readonly fd: Fd;
   readonly #w: Fd;
   readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
-  #pumping: Promise<void> = Promise.resolve();
   #stopped = false;
   /** Why the stream failed, once it has. */
   error?: Error;
@@ -53,9 +52,9 @@ export class StreamSource {
     [this.fd, this.#w] = ownPipe(pipeSize, label);
   }
 
-  /** Starts pumping. */
+  /** Starts pumping (it ends by itself, or at `stop()`). */
   start(): void {
-    this.#pumping = this.#pump();
+    void this.#pump();
   }
 
   async #pump(): Promise<void> {
@@ -90,11 +89,15 @@ export class StreamSource {
     }
   }
 
-  /** Stops pumping and releases the stream; `reason`, if given, cancels it. Closes both ends. */
+  /**
+   * Stops pumping and releases the stream; `reason`, if given, cancels it.
+   * Closes both ends. The pump is not waited for: it may be in a worker
+   * thread's poll for room (up to `waitMs`), and once it is back it sees
+   * `#stopped` before it writes again (a closed end would throw, which is caught).
+   */
   async stop(reason?: unknown): Promise<void> {
     this.#stopped = true;
-    const cancelled = this.#reader.cancel(reason).catch(() => {});
-    await within(2 * waitMs, Promise.all([cancelled, this.#pumping]));
+    await within(2 * waitMs, this.#reader.cancel(reason).catch(() => {}));
     this.#reader.releaseLock(); // the caller may look at the stream again
     this.#w.close();
     this.fd.close();

@@ -206,6 +206,29 @@ Deno.test("abort while the source stream is silent: rejects at once and cancels 
   assert.ok(cancelled, "the source stream was cancelled");
 });
 
+Deno.test("abort while a fast source stream fills its pipe: rejects in a few ms, not after the pump's poll", async () => {
+  using dir = tempDir();
+  const chunk = new Uint8Array(MiB);
+  const latencies: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const endless = new ReadableStream<Uint8Array>({ pull: (c) => c.enqueue(chunk) });
+    const controller = new AbortController();
+    let abortedAt = 0;
+    const run = fanout(endless, [`${dir.path}/a`], {
+      signal: controller.signal,
+      onProgress: (n) => {
+        if (n < 64 * MiB || abortedAt) return;
+        abortedAt = performance.now();
+        controller.abort();
+      },
+    });
+    await assert.rejects(run, (e: Error) => e.name === "AbortError");
+    latencies.push(performance.now() - abortedAt);
+  }
+  latencies.sort((a, b) => a - b);
+  assert.ok(latencies[1] < 50, `median ${latencies[1].toFixed(0)} ms after the abort`);
+});
+
 Deno.test("what cannot work is a TypeError naming it and what to pass, before any file is touched", async () => {
   using dir = tempDir();
   const kept = `${dir.path}/kept`;
