@@ -21,10 +21,11 @@ import { MiB } from "./units.ts";
 /** The stage's, the branches' and the stream pipes' size unless `pipeSize` says otherwise. */
 export const defaultPipeSize = MiB;
 
-/** A destination that opened, and its entry in the report. */
+/** A destination that opened and may be written, its entry in the report, and what was given for it. */
 export interface Live {
   fd: Fd;
   report: DestinationReport;
+  spec: DestinationSpec;
 }
 
 /** Closes, in reverse order, every fd a fan-out opened, on every path. */

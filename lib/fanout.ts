@@ -9,9 +9,8 @@
  * @module
  */
 
-import * as raw from "../ffi/raw.ts";
 import { asError, printable } from "../ffi/errors.ts";
-import { Fd } from "./fd.ts";
+import { Fd, truncateToEmpty } from "./fd.ts";
 import { choosePlan, type Method, type UsedMethod } from "./plan.ts";
 import type { ChecksumAlgorithm } from "./checksum.ts";
 import { checkOptions, checkSpecs, type DestinationSpec, type SourceSpec } from "./specs.ts";
@@ -223,43 +222,13 @@ export async function fanout(
       destinations.map((d, i) => openDestination(d, targetOf(d, i), options, owned, streams)),
     );
     options.signal?.throwIfAborted(); // nothing was truncated yet
-    const sourceId = loopIdentity(src);
-    reports = destinations.map((d, i) => {
-      const result = opened[i];
-      const report: DestinationReport = { target: targetOf(d, i), bytes: 0 };
-      if (result.status === "rejected") report.error = asError(result.reason);
-      else {
-        try {
-          report.error = sourceRefusal(result.value, sourceId);
-        } catch (err) { // an fd that is not open (Fd.adopt of a closed number)
-          report.error = named(err, report.target);
-        }
-        // Closed at once: a FIFO's own writer left open would hold its end off forever.
-        if (report.error && result.value.owned) result.value.close();
-        if (!report.error) live.push({ fd: result.value, report });
-      }
-      return report;
-    });
-    const append = options.append ?? false;
+    reports = sortOut(destinations, opened, loopIdentity(src), live);
     const smallPath = fitsSmallPath(src, typeof source === "string" && src.owned, live, options);
     // Every destination that failed to open is announced before anything is
     // truncated: a "stop" then leaves every file as it was.
     let stop = announceFailures(reports, options);
-    // The small path cuts each file to what it wrote, after writing: truncating a
-    // just-written file to 0 first waits for its writeback (~2 ms each on ext4, measured).
     const truncateLater = new Set<Fd>();
-    for (const { fd, report } of stop ? [] : live) {
-      if (smallPath && typeof destinations[reports.indexOf(report)] === "string" && !append) {
-        truncateLater.add(fd);
-        continue;
-      }
-      try {
-        truncateOpened(fd, destinations[reports.indexOf(report)], append);
-      } catch (err) {
-        report.error = named(err, report.target);
-        stop ??= announceFailures([report], options);
-      }
-    }
+    if (!stop) stop = truncateAll(live, smallPath, options, truncateLater);
     if (stop) stopAll(live, stop);
     const running = live.filter((d) => !d.report.error);
     const release = running.some((d) => d.fd.kind === "file") ? ignoreFileSizeSignal() : undefined;
@@ -268,7 +237,7 @@ export async function fanout(
       if (stop) run = notRun(src, live, options, smallPath);
       else {
         const small = smallPath ? runSmall(src, running, options, truncateLater) : undefined;
-        if (smallPath && !small) truncateLater.forEach((fd) => raw.ftruncate(fd.fd, 0)); // it grew
+        if (smallPath && !small) truncateLater.forEach(truncateToEmpty); // it grew: not small now
         own ??= openOwnFds(src, options, owned);
         run = small ?? await runEngine(src, running, options, owned, streams, own);
       }
@@ -296,6 +265,67 @@ export async function fanout(
     resetCutShort(live, !whole);
     owned.closeAll();
   }
+}
+
+/**
+ * Each destination's report entry: its open failure, or its refusal as the
+ * source itself (`sourceId`), or nothing yet; those that may be written go
+ * into `live`, with what was given for them.
+ */
+function sortOut(
+  destinations: DestinationSpec[],
+  opened: PromiseSettledResult<Fd>[],
+  sourceId: string | undefined,
+  live: Live[],
+): DestinationReport[] {
+  return destinations.map((spec, i) => {
+    const result = opened[i];
+    const report: DestinationReport = { target: targetOf(spec, i), bytes: 0 };
+    if (result.status === "rejected") {
+      report.error = asError(result.reason);
+      return report;
+    }
+    try {
+      report.error = sourceRefusal(result.value, sourceId);
+    } catch (err) { // an fd that is not open (Fd.adopt of a closed number)
+      report.error = named(err, report.target);
+    }
+    // Closed at once: a FIFO's own writer left open would hold its end off forever.
+    if (report.error && result.value.owned) result.value.close();
+    if (!report.error) live.push({ fd: result.value, report, spec });
+    return report;
+  });
+}
+
+/**
+ * Truncates the files opened by path that are to be written (unless
+ * appending); the small path's go into `later` instead: it cuts each to what
+ * it wrote, after writing (truncating a just-written file to 0 first waits for
+ * its writeback, ~2 ms each on ext4, measured). A file that cannot be
+ * truncated fails, and is announced: returns the error "stop" was answered
+ * for, if it was.
+ */
+function truncateAll(
+  live: Live[],
+  smallPath: boolean,
+  options: FanoutOptions,
+  later: Set<Fd>,
+): Error | undefined {
+  const append = options.append ?? false;
+  let stop: Error | undefined;
+  for (const { fd, report, spec } of live) {
+    if (smallPath && typeof spec === "string" && !append) {
+      later.add(fd);
+      continue;
+    }
+    try {
+      truncateOpened(fd, spec, append);
+    } catch (err) {
+      report.error = named(err, report.target);
+      stop ??= announceFailures([report], options);
+    }
+  }
+  return stop;
 }
 
 /**
