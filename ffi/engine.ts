@@ -7,7 +7,7 @@
 
 import { shim } from "./load.ts";
 import { check } from "./errors.ts";
-import { DEST, DIGEST_MAX, JOB, Status } from "./layout.ts";
+import { DEST, DIGEST_MAX, JOB, type JobView, POLLFD_SIZE, pollSlots, Status } from "./layout.ts";
 
 /** What one batch of the fan-out loop ended with. */
 export type StatusCode = (typeof Status)[keyof typeof Status];
@@ -20,6 +20,19 @@ export function initJob(job: Uint8Array, dests: Uint8Array, ndest: number): void
     throw new RangeError("initJob: the buffers are smaller than the structs");
   }
   shim().oc_job_init(job, dests, ndest);
+}
+
+/**
+ * Gives the job its poll set, sized for `ndest` destinations (the tap
+ * included): the loop waits on it and never allocates, so the number of
+ * destinations has no fixed limit. Returns the memory, which the caller keeps
+ * referenced until the run ends (the job points into it).
+ */
+export function attachPollSet(job: JobView, ndest: number): Uint8Array {
+  const polls = new Uint8Array(POLLFD_SIZE * pollSlots(ndest));
+  job.point("poll_fds", polls);
+  job.set("poll_cap", pollSlots(ndest));
+  return polls;
 }
 
 /**

@@ -133,6 +133,11 @@ export function printable(text: string): string {
   return /[\x00-\x1f\x7f]/.test(text) ? JSON.stringify(text) : text;
 }
 
+/** `err` as an Error: itself, or an Error whose message is its text (a thrown string). */
+export function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
 /** Whether `err` is an `OnecopyError` with this symbolic code, e.g. `"EAGAIN"`. */
 export function hasCode(err: unknown, code: string): boolean {
   return err instanceof OnecopyError && err.code === code;

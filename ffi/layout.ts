@@ -126,14 +126,17 @@ export const CALLS = [
 ] as const;
 
 /**
- * `Job.poll_fds` needs room for this many `struct pollfd`s (8 bytes each) for
- * `ndest` destinations, the checksum tap included (`pollSlots` in the shim).
+ * `Job.poll_fds` needs room for this many `struct pollfd`s (`POLLFD_SIZE`
+ * bytes each) for `ndest` destinations, the checksum tap included
+ * (`pollSlots` in the shim).
  */
 export function pollSlots(ndest: number): number {
   return POLL_SLOTS_PER_DEST * ndest + POLL_SLOTS_BASE;
 }
 const POLL_SLOTS_PER_DEST = 2;
 const POLL_SLOTS_BASE = 4;
+/** `sizeof(struct pollfd)`: { int fd; short events; short revents; }. */
+export const POLLFD_SIZE = 8;
 
 /** Checksum algorithms by `enum Alg` (shim/hash.zig). */
 export const HashAlg = { none: 0, sha256: 1, xxh64: 2, xxh3: 3, crc32c: 4 } as const;
@@ -178,6 +181,21 @@ export class StructView<F extends Fields> {
     else if (kind === "u32") this.#view.setUint32(off, value, true);
     else this.#view.setBigUint64(off, BigInt(value), true);
   }
+
+  /**
+   * Points a u64 pointer field at `buf`. The shim follows that pointer on
+   * later calls: the caller keeps `buf` referenced (so the GC cannot move or
+   * free it) until the shim is done with the struct.
+   */
+  point(name: keyof F & string, buf: Uint8Array): void {
+    if (this.#fields[name][1] !== "u64") throw new TypeError(`${name} is not a pointer field`);
+    this.set(name, addressOf(buf));
+  }
+}
+
+/** The address of a buffer's first byte, for a pointer field the shim follows. */
+export function addressOf(buf: Uint8Array): number {
+  return Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf)));
 }
 
 /** A view of the shared `Job`. */
@@ -217,6 +235,7 @@ export function expectedLayout(): Map<string, string> {
     dest_watch_reader: DEST_WATCH_READER,
     dest_mover: DEST_MOVER,
     src_may_block: SRC_MAY_BLOCK,
+    pollfd_size: POLLFD_SIZE,
     hash_state_size: HASH_STATE_SIZE,
     digest_max: DIGEST_MAX,
   };

@@ -4,15 +4,18 @@
  * file named by their hash (temp file + rename, so concurrent loaders are
  * safe; a corrupt cache file is replaced), then `Deno.dlopen`. Without a cache
  * directory we can trust (HOME/XDG_CACHE_HOME unreadable, or the directory is
- * someone else's or writable by others) the library is written to a private
- * temp directory, opened, and the directory removed at once (the mapping stays).
- * The permissions this needs are checked first, all at once (ffi/permissions.ts).
+ * someone else's or writable by others) the library is opened from memory (a
+ * sealed memfd, ffi/memfd.ts: no file at all); where the system cannot do
+ * that, it is written to a private temp directory, opened, and the directory
+ * removed at once (the mapping stays). The permissions each way needs are
+ * checked first, all at once (ffi/permissions.ts).
  *
  * @module
  */
 
 import { type ShimSymbols, symbols } from "./symbols.ts";
 import { granted, loaderNeeds, PermissionError, requirePermissions } from "./permissions.ts";
+import { dlopenFromMemory } from "./memfd.ts";
 import * as x86_64 from "./shim_x86_64.generated.ts";
 import * as aarch64 from "./shim_aarch64.generated.ts";
 
@@ -127,11 +130,11 @@ export function shim(): ShimSymbols {
  * opens it and removes the directory at once: nothing is left behind, and
  * the open mapping does not need the file.
  */
-function loadPrivately(base: string): Deno.DynamicLibrary<typeof symbols> {
+function loadPrivately(base: string, bytes: Uint8Array): Deno.DynamicLibrary<typeof symbols> {
   const dir = Deno.makeTempDirSync({ dir: base, prefix: "onecopy-" });
   try {
     const path = `${dir}/${libraryName()}`;
-    Deno.writeFileSync(path, decode(embedded[supportedArch()].base64), { mode: 0o600 });
+    Deno.writeFileSync(path, bytes, { mode: 0o600 });
     return Deno.dlopen(path, symbols);
   } finally {
     Deno.removeSync(dir, { recursive: true });
@@ -153,9 +156,17 @@ function open(): Deno.DynamicLibrary<typeof symbols> {
     requirePermissions(loaderNeeds(`${dir}/${libraryName()}`, { path: dir, read: true }));
     if (trustedDir(dir)) return Deno.dlopen(cachedLibraryPath(dir), symbols);
   }
+  // From memory, with --allow-ffi alone (unscoped: it opens libc); else from a
+  // private temp directory, as where the system refuses a memfd.
   const base = tempBase();
+  if (!granted({ name: "ffi", path: `${base}/` })) {
+    requirePermissions(loaderNeeds(""), dir ? "" : envHint);
+  }
+  const bytes = decode(embedded[supportedArch()].base64);
+  const inMemory = dlopenFromMemory("libonecopy", bytes, symbols);
+  if (inMemory) return inMemory;
   requirePermissions(loaderNeeds(`${base}/`, { path: base, read: false }), dir ? "" : envHint);
-  return loadPrivately(base);
+  return loadPrivately(base, bytes);
 }
 
 /** Loads (once) and returns the shim library. */

@@ -21,9 +21,14 @@ export function granted(descriptor: Deno.PermissionDescriptor): boolean {
   }
 }
 
-/** The needs for dlopen()ing `lib`, and for reading/writing `dir` when it is a cache. */
+/**
+ * The needs for dlopen()ing `lib` (`""`: any library, as loading from memory
+ * opens libc and /proc/self/fd/N), and for reading/writing `dir` when it is a
+ * cache or a private temp directory.
+ */
 export function loaderNeeds(lib: string, dir?: { path: string; read: boolean }): Need[] {
-  const needs: Need[] = [{ descriptor: { name: "ffi", path: lib }, flag: "--allow-ffi" }];
+  const ffi: Deno.PermissionDescriptor = lib ? { name: "ffi", path: lib } : { name: "ffi" };
+  const needs: Need[] = [{ descriptor: ffi, flag: "--allow-ffi" }];
   if (dir) {
     if (dir.read) {
       needs.push({

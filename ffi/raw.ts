@@ -1,7 +1,8 @@
 /**
  * Typed wrappers over the shim's raw syscalls: one call each, numbers in and
  * out, `OnecopyError` on failure. Semantics shared by all of them:
- * - EINTR is retried inside the shim; callers never see it.
+ * - EINTR is retried inside the shim; callers never see it, except from
+ *   `connect` (never retried: see there) and from a `poll` without a timeout.
  * - Counts may be partial (read, write, splice, tee, vmsplice): loop yourself,
  *   or use the full-transfer helpers in mod.ts.
  * - EAGAIN on a non-blocking fd is thrown as an `OnecopyError` with code "EAGAIN".
@@ -129,6 +130,11 @@ export function open(path: string, flags: number, mode = 0o666, dirfd = AT_FDCWD
   return check(shim().oc_openat(dirfd, cString(path), flags | O_CLOEXEC, mode), "open", path);
 }
 
+/** unlinkat(2) of a file (not a directory) relative to the working directory. */
+export function unlink(path: string): void {
+  check(shim().oc_unlinkat(AT_FDCWD, cString(path), 0), "unlink", path);
+}
+
 /** read(2): up to `buf.length` bytes; 0 at end of file. */
 export function read(fd: number, buf: Uint8Array): number {
   return check(shim().oc_read(fd, buf, BigInt(buf.length)), "read");
@@ -242,7 +248,11 @@ export function socket(domain: number, type: number, protocol = 0): number {
   return check(shim().oc_socket(domain, type | SOCK_CLOEXEC, protocol), "socket");
 }
 
-/** connect(2); on a non-blocking socket EINPROGRESS (TCP) or EAGAIN (unix) means "wait". */
+/**
+ * connect(2); on a non-blocking socket EINPROGRESS (TCP) or EAGAIN (unix)
+ * means "wait". Not retried on EINTR (a retried connect answers EALREADY):
+ * EINTR means "wait" too, for writability, then SO_ERROR says how it went.
+ */
 export function connect(fd: number, addr: Uint8Array): void {
   check(shim().oc_connect(fd, addr, addr.length), "connect");
 }
@@ -323,7 +333,11 @@ function pollBuffer(fds: PollRequest[]): Int16Array {
   return buf;
 }
 
-/** poll(2) (ppoll underneath); returns each fd's revents. `timeoutMs < 0` waits forever. */
+/**
+ * poll(2) (ppoll underneath); returns each fd's revents. `timeoutMs < 0`
+ * waits forever, and a signal then ends it with EINTR (thrown); with a
+ * timeout, a signal only ends it early (nothing ready).
+ */
 export function poll(fds: PollRequest[], timeoutMs: number): number[] {
   const buf = pollBuffer(fds);
   check(shim().oc_poll(bytesOf(buf), BigInt(fds.length), timeoutMs), "poll");

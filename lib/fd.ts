@@ -21,8 +21,21 @@ import {
 export interface ConnectOptions {
   /** Interrupts the name lookup and the connect (the promise rejects with its reason). */
   signal?: AbortSignal;
-  /** Gives up on a connect that has no answer after this long; default 30 000 ms. */
+  /**
+   * Gives up on a connect that has no answer after this long; default 30 000
+   * ms; `Infinity` waits as long as the kernel does.
+   */
   timeoutMs?: number;
+}
+
+/**
+ * Throws a TypeError unless `value` is a timeout in ms: a number >= 0
+ * (`Infinity`: none), or undefined (the default).
+ */
+export function checkTimeoutMs(value: unknown, what: string): void {
+  if (value === undefined || (typeof value === "number" && value >= 0)) return;
+  const shown = typeof value === "number" ? String(value) : typeof value;
+  throw new TypeError(`${what} must be a number of ms >= 0 (Infinity: no timeout), not ${shown}`);
 }
 
 /** How long `Fd.connect()` waits for an answer by default. */
@@ -184,6 +197,7 @@ export class Fd {
    * take longer than `timeoutMs` (default 30 s), it fails with ETIMEDOUT.
    */
   static async connect(url: string, options: ConnectOptions = {}): Promise<Fd> {
+    checkTimeoutMs(options.timeoutMs, "Fd.connect(): timeoutMs");
     const timeoutMs = options.timeoutMs ?? defaultConnectTimeoutMs;
     const deadline = performance.now() + timeoutMs;
     const { sock, addr, kind } = await lookUp(url, timeoutMs, options.signal);
@@ -193,12 +207,25 @@ export class Fd {
     });
   }
 
-  /** Listens on `tcp://host:port` (port 0: any free port) or `unix:/path`. */
+  /**
+   * Listens on `tcp://host:port` (port 0: any free port) or `unix:/path`. A
+   * unix path holding a stale socket (its listener is gone, e.g. killed by
+   * SIGKILL: a connect is refused) is removed and bound again, once; a live
+   * listener's path still fails with EADDRINUSE, and nothing but a socket is
+   * ever removed.
+   */
   static async listen(url: string, backlog = 128): Promise<Listener> {
     const { sock, addr, kind } = await newSocket(url, "listen");
     await settingUp(sock, () => {
       if (kind === "tcp") raw.setsockoptInt(sock.fd, raw.SOL_SOCKET, raw.SO_REUSEADDR, 1);
-      raw.bind(sock.fd, addr, url);
+      try {
+        raw.bind(sock.fd, addr, url);
+      } catch (err) {
+        const stale = hasCode(err, "EADDRINUSE") ? staleSocket(url, addr) : undefined;
+        if (stale === undefined) throw err;
+        raw.unlink(stale);
+        raw.bind(sock.fd, addr, url);
+      }
       raw.listen(sock.fd, backlog);
     });
     return new Listener(sock, kind);
@@ -295,6 +322,7 @@ export class Listener {
 
 /** `newSocket` for a destination, its name lookup bounded by the connect timeout too. */
 async function lookUp(url: string, timeoutMs: number, signal?: AbortSignal) {
+  if (timeoutMs === Infinity) return await newSocket(url, "destination", signal);
   const timer = AbortSignal.timeout(timeoutMs);
   try {
     return await newSocket(url, "destination", signal ? AbortSignal.any([signal, timer]) : timer);
@@ -365,8 +393,9 @@ async function connectBy(
       return;
     } catch (err) {
       if (!hasCode(err, "EAGAIN")) {
-        if (!hasCode(err, "EINPROGRESS")) throw new OnecopyError("connect", errnoOf(err), url);
-        break;
+        // EINTR (a signal during connect: never retried, see raw.connect) is a connect under way too.
+        if (hasCode(err, "EINPROGRESS") || hasCode(err, "EINTR")) break;
+        throw err instanceof OnecopyError ? new OnecopyError("connect", err.errno, url) : err;
       }
     }
     if (performance.now() >= deadline) throw timedOut();
@@ -386,10 +415,6 @@ async function connectBy(
     if (error) throw new OnecopyError("connect", error, url);
     return;
   }
-}
-
-function errnoOf(err: unknown): number {
-  return err instanceof OnecopyError ? err.errno : Errno.EINVAL;
 }
 
 /**
@@ -420,6 +445,17 @@ export async function openReader(path: string, signal?: AbortSignal): Promise<Fd
 }
 
 /**
+ * Truncates a regular file to 0 bytes, unless it already is empty, as O_TRUNC
+ * leaves a file it just created: on ext4, truncating to 0 marks a file as
+ * rewritten in place, and its close() then first pushes every dirty page to
+ * disk (auto_da_alloc): ~1.4 s behind a gigabyte, measured, which an abort
+ * would wait for. Anything but a regular file is left alone.
+ */
+export function truncateToEmpty(file: Fd): void {
+  if (file.kind === "file" && raw.statx(file.fd).size > 0) raw.ftruncate(file.fd, 0);
+}
+
+/**
  * Opens a path to write to as `openWriter` does, then truncates it if it is a
  * regular file (unless `append`): an output opened the way tee(1) does, which
  * still never blocks in open().
@@ -430,7 +466,7 @@ export async function createWriter(
 ): Promise<Fd> {
   const file = await openWriter(path, options);
   try {
-    if (!options.append && file.kind === "file") raw.ftruncate(file.fd, 0);
+    if (!options.append) truncateToEmpty(file);
     return file;
   } catch (err) {
     file.close();
@@ -463,8 +499,37 @@ export async function openWriter(
       continue;
     }
     const file = new Fd(fd, { owned: true, label: path });
-    if (file.kind !== "pipe") raw.setNonBlocking(fd, false);
-    return file;
+    try {
+      if (file.kind !== "pipe") raw.setNonBlocking(fd, false);
+      return file;
+    } catch (err) {
+      file.close();
+      throw err;
+    }
+  }
+}
+
+/**
+ * The path of a unix socket `url` that is left over from a listener that is
+ * gone (a socket file, and a connect to it is refused), or undefined. A live
+ * listener accepts (or, its backlog full, answers EAGAIN).
+ */
+function staleSocket(url: string, addr: Uint8Array): string | undefined {
+  const target = parseTarget(url, "listen");
+  if (target.kind !== "unix") return undefined;
+  try {
+    if (raw.statx(target.path).type !== "socket") return undefined;
+  } catch {
+    return undefined; // abstract, or gone meanwhile
+  }
+  using probe = new Fd(raw.socket(raw.AF_UNIX, raw.SOCK_STREAM | raw.SOCK_NONBLOCK), {
+    owned: true,
+  });
+  try {
+    raw.connect(probe.fd, addr);
+    return undefined;
+  } catch (err) {
+    return hasCode(err, "ECONNREFUSED") ? target.path : undefined;
   }
 }
 
@@ -477,6 +542,31 @@ async function settingUp(sock: Fd, setup: () => void | Promise<void>): Promise<F
     sock.close();
     throw err;
   }
+}
+
+/**
+ * A private pipe for onecopy's own use (a stage, a branch, a stream's end),
+ * non-blocking and close-on-exec, grown towards `size` bytes (0: left at the
+ * kernel's default): `[read end, write end]`, both owned.
+ */
+export function ownPipe(size: number, label: string): [Fd, Fd] {
+  const [r, w] = raw.pipe2(raw.O_CLOEXEC | raw.O_NONBLOCK);
+  const ends: [Fd, Fd] = [
+    new Fd(r, { owned: true, label, kind: "pipe" }),
+    new Fd(w, { owned: true, label, kind: "pipe" }),
+  ];
+  try {
+    if (size > 0) growPipe(w, size);
+    return ends;
+  } catch (err) {
+    ends.forEach((end) => end.close());
+    throw err;
+  }
+}
+
+/** Whether an fd is in blocking mode (O_NONBLOCK clear). */
+export function isBlocking(fd: number): boolean {
+  return (raw.fcntl(fd, raw.F_GETFL) & raw.O_NONBLOCK) === 0;
 }
 
 /** Grows a pipe towards `size` bytes; the kernel may refuse (EPERM): then it keeps its size. */

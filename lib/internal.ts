@@ -9,9 +9,17 @@
 export { describeFailure } from "./fanout.ts";
 export { parseTarget, type Target } from "./addr.ts";
 export { errnoText, hasCode, printable } from "../ffi/errors.ts";
-export { dieOfSigpipe, F_GETFL, fcntl, ignoreSignal, O_RDWR, SIGXFSZ, statx } from "../ffi/raw.ts";
+export {
+  dieOfSigpipe,
+  F_GETFL,
+  fcntl,
+  ignoreSignal,
+  loadShim,
+  O_RDWR,
+  SIGXFSZ,
+  statx,
+} from "../ffi/raw.ts";
 export { parseBytes } from "./mirror.ts";
 export { raiseFileLimit } from "../ffi/mirror.ts";
-export { loadShim } from "../ffi/raw.ts";
 export { PermissionError } from "../ffi/permissions.ts";
 export { createWriter } from "./fd.ts";

@@ -11,7 +11,7 @@
  */
 
 import * as raw from "../ffi/raw.ts";
-import { OnecopyError } from "../ffi/errors.ts";
+import { asError, OnecopyError } from "../ffi/errors.ts";
 import { Checksum } from "./checksum.ts";
 import { borrowBuffer, returnBuffers } from "./buffers.ts";
 import type { Fd } from "./fd.ts";
@@ -72,7 +72,7 @@ function deliver(fd: Fd, bytes: Uint8Array, report: DestinationReport, cut: bool
   try {
     writeAll(fd, bytes, report);
   } catch (err) {
-    report.error = err instanceof Error ? err : new Error(String(err));
+    report.error = asError(err);
   }
   if (!cut) return;
   try {
@@ -80,7 +80,7 @@ function deliver(fd: Fd, bytes: Uint8Array, report: DestinationReport, cut: bool
   } catch (err) {
     report.error ??= err instanceof OnecopyError
       ? new OnecopyError("ftruncate", err.errno, report.target)
-      : new Error(String(err));
+      : asError(err);
   }
 }
 

@@ -6,7 +6,8 @@
  * @module
  */
 
-import { Fd } from "./fd.ts";
+import { printable } from "../ffi/errors.ts";
+import { checkTimeoutMs, Fd } from "./fd.ts";
 
 /** A source: a file path, `"-"` (stdin), an `Fd`, or a stream of bytes. */
 export type SourceSpec = string | Fd | ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>;
@@ -33,14 +34,22 @@ export function describeValue(value: unknown): string {
   if (value === null) return "null";
   if (typeof value === "string") return `the string ${JSON.stringify(value)}`;
   if (typeof value === "number" || typeof value === "bigint") return `the ${typeof value} ${value}`;
-  if (typeof value !== "object" && typeof value !== "function") return `${typeof value} ${value}`;
+  if (value === undefined) return "undefined";
+  if (typeof value === "symbol") return `a symbol (${String(value)})`;
+  if (typeof value === "boolean") return `the boolean ${value}`;
   const name = (value as { constructor?: { name?: string } }).constructor?.name;
   if (value instanceof URL) return `a URL (${value.href})`;
   if (ArrayBuffer.isView(value)) return `a ${name ?? "typed array"} of ${value.byteLength} bytes`;
   if (Array.isArray(value)) return `an array of ${value.length}`;
+  if (Object.prototype.toString.call(value) === "[object Generator]") return "a generator";
   if (typeof value === "function") return `a function`;
   if (!name || name === "Object") return "a plain object";
   return `${/^[AEIOU]/.test(name) ? "an" : "a"} ${name}`;
+}
+
+function isSyncIterable(value: unknown): boolean {
+  return typeof value === "object" && value !== null &&
+    typeof (value as Iterable<unknown>)[Symbol.iterator] === "function";
 }
 
 function isFsFile(value: unknown): boolean {
@@ -71,8 +80,12 @@ function sourceAdvice(value: unknown): string {
     return "wrap bytes in a stream: ReadableStream.from([bytes])";
   }
   if (typeof value === "number") return "wrap an fd from node:fs with Fd.adopt(fd)";
+  if (value instanceof Blob) return "pass blob.stream()";
   if (typeof value === "object" && value !== null && "readable" in value) {
     return "pass its .readable";
+  }
+  if (isSyncIterable(value)) {
+    return "a sync iterable is read all at once: pass ReadableStream.from(it)";
   }
   return 'pass a path, "-" (stdin), an Fd, a ReadableStream<Uint8Array> or an AsyncIterable<Uint8Array>';
 }
@@ -111,6 +124,10 @@ function destinationAdvice(value: unknown): string {
  * given twice. Runs before anything is opened.
  */
 export function checkSpecs(source: unknown, destinations: unknown): void {
+  if (source instanceof Fd && source.closed) {
+    throw new TypeError(`fanout(): the source ${printable(source.label)} is a closed Fd`);
+  }
+  if (source === "") throw new TypeError(`fanout(): the source is an empty path`);
   const ok = typeof source === "string" || source instanceof Fd ||
     (!isFsFile(source) && !isConn(source) && isStreamSource(source as SourceSpec));
   if (!ok) {
@@ -131,6 +148,10 @@ export function checkSpecs(source: unknown, destinations: unknown): void {
   const streams = new Set<WritableStream>();
   destinations.forEach((d: unknown, i) => {
     const where = `fanout(): destination ${i + 1}`;
+    if (d === "") throw new TypeError(`${where} is an empty path`);
+    if (d instanceof Fd && d.closed) {
+      throw new TypeError(`${where} (${printable(d.label)}) is a closed Fd`);
+    }
     if (typeof d === "string" || d instanceof Fd) return;
     if (d instanceof WritableStream) {
       if (d.locked) throw new TypeError(`${where} is a locked WritableStream (a writer has it)`);
@@ -142,4 +163,9 @@ export function checkSpecs(source: unknown, destinations: unknown): void {
       `${where} is ${describeValue(d)}, which onecopy cannot write to; ${destinationAdvice(d)}`,
     );
   });
+}
+
+/** Throws a TypeError for an option fanout() cannot use, before anything is opened. */
+export function checkOptions(options: { connectTimeout?: unknown }): void {
+  checkTimeoutMs(options.connectTimeout, "fanout(): connectTimeout");
 }

@@ -16,26 +16,13 @@
  */
 
 import * as raw from "../ffi/raw.ts";
-import { hasCode } from "../ffi/errors.ts";
-import { Fd, growPipe, waitMs } from "./fd.ts";
+import { asError, hasCode } from "../ffi/errors.ts";
+import { type Fd, ownPipe, waitMs } from "./fd.ts";
 import { describeValue } from "./specs.ts";
+import { MiB } from "./units.ts";
 
-const maxChunk = 1 << 20;
-
-function asError(err: unknown): Error {
-  return err instanceof Error ? err : new Error(String(err));
-}
-
-/** A non-blocking private pipe grown towards `size`: [read end, write end]. */
-function streamPipe(size: number, label: string): [Fd, Fd] {
-  const [r, w] = raw.pipe2(raw.O_CLOEXEC | raw.O_NONBLOCK);
-  const ends: [Fd, Fd] = [
-    new Fd(r, { owned: true, label, kind: "pipe" }),
-    new Fd(w, { owned: true, label, kind: "pipe" }),
-  ];
-  growPipe(w, size);
-  return ends;
-}
+/** The most one read from a WritableStream's pipe takes (a fresh buffer each: the writer may keep it). */
+const maxChunk = MiB;
 
 /** Resolves after `ms` (a bound on how long stopping waits for a stuck stream). */
 function within(ms: number, work: Promise<unknown>): Promise<unknown> {
@@ -52,7 +39,6 @@ export class StreamSource {
   readonly fd: Fd;
   readonly #w: Fd;
   readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
-  #pumping: Promise<void> = Promise.resolve();
   #stopped = false;
   /** Why the stream failed, once it has. */
   error?: Error;
@@ -63,12 +49,12 @@ export class StreamSource {
     const readable = stream instanceof ReadableStream ? stream : ReadableStream.from(stream);
     this.#reader = readable.getReader();
     const label = stream instanceof ReadableStream ? "ReadableStream" : "async iterable";
-    [this.fd, this.#w] = streamPipe(pipeSize, label);
+    [this.fd, this.#w] = ownPipe(pipeSize, label);
   }
 
-  /** Starts pumping. */
+  /** Starts pumping (it ends by itself, or at `stop()`). */
   start(): void {
-    this.#pumping = this.#pump();
+    void this.#pump();
   }
 
   async #pump(): Promise<void> {
@@ -103,11 +89,15 @@ export class StreamSource {
     }
   }
 
-  /** Stops pumping and releases the stream; `reason`, if given, cancels it. Closes both ends. */
+  /**
+   * Stops pumping and releases the stream; `reason`, if given, cancels it.
+   * Closes both ends. The pump is not waited for: it may be in a worker
+   * thread's poll for room (up to `waitMs`), and once it is back it sees
+   * `#stopped` before it writes again (a closed end would throw, which is caught).
+   */
   async stop(reason?: unknown): Promise<void> {
     this.#stopped = true;
-    const cancelled = this.#reader.cancel(reason).catch(() => {});
-    await within(2 * waitMs, Promise.all([cancelled, this.#pumping]));
+    await within(2 * waitMs, this.#reader.cancel(reason).catch(() => {}));
     this.#reader.releaseLock(); // the caller may look at the stream again
     this.#w.close();
     this.fd.close();
@@ -131,7 +121,7 @@ export class StreamDestination {
 
   constructor(stream: WritableStream<Uint8Array>, label: string, pipeSize: number) {
     this.#writer = stream.getWriter();
-    [this.#r, this.fd] = streamPipe(pipeSize, label);
+    [this.#r, this.fd] = ownPipe(pipeSize, label);
   }
 
   /** Starts draining. */
@@ -196,5 +186,41 @@ export class StreamDestination {
     this.#writer.releaseLock();
     this.fd.close();
     this.#r.close();
+  }
+}
+
+/** The web streams at the edges of one fan-out: its source, and its destinations by their pipe's Fd. */
+export class Streams {
+  source?: StreamSource;
+  readonly dests = new Map<Fd, StreamDestination>();
+
+  /** Starts pumping and draining; `wake` ends the loop's batch when one of them fails. */
+  start(wake: () => void): void {
+    for (const side of [this.source, ...this.dests.values()]) {
+      if (!side) continue;
+      side.onFail = wake;
+      side.start();
+    }
+  }
+
+  #ended = false;
+
+  /**
+   * Ends every stream, once. With no `failure` (the source was read to its
+   * end), a writer whose destination got every byte is closed, and one cut
+   * short (`cutShort` gives its error: its own, or `stopped`) is aborted with
+   * that error. With a `failure`, the source is cancelled and every writer
+   * aborted with it.
+   */
+  async end(failure?: unknown, cutShort: (fd: Fd) => Error | undefined = () => undefined) {
+    if (this.#ended) return;
+    this.#ended = true;
+    await this.source?.stop(failure);
+    await Promise.all(
+      [...this.dests].map(([fd, d]) => {
+        const reason = failure ?? cutShort(fd);
+        return reason === undefined ? d.finish() : d.stop(reason);
+      }),
+    );
   }
 }

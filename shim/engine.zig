@@ -10,8 +10,10 @@
 //! so that head <= fed <= tail and done <= fed for every destination fed from
 //! the stage (`assertPositions`). tee() copies from the stage's head and never
 //! consumes, so a destination may be tee'd only when its `fed == head`; the
-//! stage is consumed (spliced into /dev/null) up to the smallest `fed`. A short
-//! tee therefore never duplicates.
+//! stage is consumed up to the smallest `fed`: spliced into /dev/null, or, from
+//! a source pipe, into the "mover" (the last destination pipe fed by tee, which
+//! then gets its bytes by that splice instead). A short tee therefore never
+//! duplicates.
 //!
 //! The shared structs are split by owner: each `config` is written by
 //! TypeScript (after `oc_job_init` set the defaults) and only read here; each
@@ -101,8 +103,8 @@ pub const Status = enum(i32) {
     dest_wrote_nothing = 5,
     /// mmap_buf: the source file became shorter than `src_size` during the transfer.
     source_shrank = 6,
-    /// The job is malformed (no room for `pollSlots(ndest)`, or a value outside its enum):
-    /// a bug in the caller, nothing ran.
+    /// The job is malformed (`validJob`: no room for `pollSlots(ndest)`, a value
+    /// outside its enum, a missing fd, buffer or size): a bug in the caller, nothing ran.
     invalid_job = 7,
 };
 
@@ -689,9 +691,40 @@ fn validTag(comptime T: type, field: *const T) bool {
     return true;
 }
 
+/// The longest budget whose milliseconds still fit poll()'s i32 timeout.
+const max_budget_ns: u64 = @as(u64, std.math.maxInt(i32)) * 1_000_000;
+
+/// Whether the config can run as asked. A job that fails any of these would not
+/// fail loudly: a 0 chunk reads 0 bytes, which looks like the end of the source
+/// (every destination "done", nothing sent); a missing buffer or scratch is a
+/// write through address 0; a feed its source never fills waits forever. So
+/// `oc_run` refuses it (`invalid_job`) before anything runs.
 fn validJob(job: *const Job, ds: []const Dest) bool {
     if (!validTag(Source, &job.config.source) or !validTag(hash.Alg, &job.config.hash_alg)) return false;
     for (ds) |*d| if (!validTag(Feed, &d.config.feed)) return false;
+    const c = &job.config;
+    if (c.src_fd < 0 or c.chunk == 0 or c.budget_ns > max_budget_ns) return false;
+    const stage_source = switch (c.source) {
+        .pipe, .read_pipe, .vmsplice, .splice_in => true,
+        .read_buf, .mmap_buf => false,
+    };
+    if (stage_source and (c.stage_r < 0 or c.stage_size == 0 or c.null_fd < 0)) return false;
+    if (stage_source and c.source != .pipe and c.stage_w < 0) return false;
+    if ((c.source == .read_pipe or c.source == .read_buf) and c.buf == 0) return false;
+    if (c.source == .mmap_buf and c.map_len == 0) return false;
+    const buffer_source = c.source.hasRounds() or c.source == .mmap_buf;
+    for (ds) |*d| {
+        const f = d.config.feed;
+        if (f.usesStage() and !stage_source) return false; // never fed: waits forever
+        if (f.usesBuffer() and !buffer_source) return false;
+        const scratch = switch (f) {
+            .branch_copy, .branch_hash, .hash => true,
+            .dead, .tee, .branch_splice, .write => false,
+        };
+        if (scratch and (d.config.scratch == 0 or d.config.scratch_cap == 0)) return false;
+        if (f.usesStage() and f != .tee and (d.config.branch_r < 0 or d.config.branch_w < 0)) return false;
+        if (f != .dead and f != .branch_hash and f != .hash and d.config.fd < 0) return false;
+    }
     return true;
 }
 
@@ -733,7 +766,13 @@ pub export fn oc_run(job: *Job, dests: [*]Dest) Status {
         if (finished(job, ds)) return .done;
         const elapsed = sys.nowNs() - start;
         if (elapsed >= c.budget_ns) return .again;
-        if (progress) continue;
+        if (progress) {
+            // A busy pass never reaches the poll() below: look at the wake fd
+            // here (one ppoll per pass, ~1 µs per MiB moved), so an abort
+            // lands now rather than when the batch's budget runs out.
+            if (c.wake_fd >= 0 and ready(c.wake_fd, POLLIN)) return .woken;
+            continue;
+        }
         if (c.wake_fd >= 0) w.add(c.wake_fd, POLLIN);
         watchReaders(ds, &w);
         const left_ms: i32 = @intCast(@max(1, (c.budget_ns - elapsed) / 1_000_000));
@@ -1054,18 +1093,371 @@ test "oc_run: from a source pipe, the mover gets the stage by splice(), the othe
     }
 }
 
-test "oc_run: a value outside its enum is an invalid job, and nothing runs" {
+/// A job that runs (read_pipe from /dev/null, a stage pipe, one destination
+/// pipe and a checksum tap), for the invalid-job tests to break one field at a time.
+const ValidJob = struct {
+    job: Job = undefined,
+    ds: [2]Dest = undefined,
+    polls: [pollSlots(2)]sys.PollFd = undefined,
+    buf: [4096]u8 = undefined,
+    scratch: [4096]u8 = undefined,
+    src: i32,
+    devnull: i32,
+    stage: TestPipe,
+    out: TestPipe,
+    branch: TestPipe,
+
+    fn open() !ValidJob {
+        const src = sys.call(.openat, .{ sys.arg(-100), @intFromPtr("/dev/null"), O_CLOEXEC, 0 });
+        if (src < 0) return error.Open;
+        return .{ .src = @intCast(src), .devnull = try openDevNull(), .stage = try TestPipe.open(null), .out = try TestPipe.open(null), .branch = try TestPipe.open(null) };
+    }
+    fn close(v: *ValidJob) void {
+        _ = sys.close(v.src);
+        _ = sys.close(v.devnull);
+        v.stage.close();
+        v.out.close();
+        v.branch.close();
+    }
+    /// Sets every field to what TypeScript would (the checksum is a tap with a branch).
+    fn reset(v: *ValidJob) void {
+        oc_job_init(&v.job, &v.ds, v.ds.len);
+        v.job.config = .{ .src_fd = v.src, .source = .read_pipe, .stage_r = v.stage.r, .stage_w = v.stage.w, .null_fd = v.devnull, .ndest = 2, .chunk = v.buf.len, .stage_size = 65536, .buf = @intFromPtr(&v.buf), .budget_ns = 1_000_000_000, .poll_fds = @intFromPtr(&v.polls), .poll_cap = v.polls.len };
+        v.ds[0].config = .{ .fd = v.out.w, .feed = .tee };
+        v.ds[1].config = .{ .feed = .branch_hash, .branch_r = v.branch.r, .branch_w = v.branch.w, .scratch = @intFromPtr(&v.scratch), .scratch_cap = v.scratch.len };
+    }
+    /// oc_run on the job as it is: the status, and whether anything ran.
+    fn run(v: *ValidJob) struct { Status, bool } {
+        const status = oc_run(&v.job, &v.ds);
+        return .{ status, v.job.state.eof or v.job.state.err_dest != -1 or v.job.state.err_call != .none };
+    }
+};
+
+test "oc_run: a malformed job is invalid_job and nothing runs; the well-formed one runs" {
+    var v = try ValidJob.open();
+    defer v.close();
+    v.reset();
+    try testing.expectEqual(Status.done, v.run()[0]); // the control: /dev/null is empty
+
+    const breakers = .{
+        struct { // a value outside its enum: read as its integer, never as the enum
+            fn f(j: *ValidJob) void {
+                @as(*u32, @ptrCast(&j.ds[0].config.feed)).* = 99;
+            }
+        },
+        struct {
+            fn f(j: *ValidJob) void {
+                @as(*u32, @ptrCast(&j.job.config.source)).* = 99;
+            }
+        },
+        struct {
+            fn f(j: *ValidJob) void {
+                @as(*u32, @ptrCast(&j.job.config.hash_alg)).* = 99;
+            }
+        },
+        struct { // no room to poll
+            fn f(j: *ValidJob) void {
+                j.job.config.poll_cap = pollSlots(2) - 1;
+            }
+        },
+        struct { // 0 bytes a read: would look like the end of the source
+            fn f(j: *ValidJob) void {
+                j.job.config.chunk = 0;
+            }
+        },
+        struct {
+            fn f(j: *ValidJob) void {
+                j.job.config.buf = 0;
+            }
+        },
+        struct {
+            fn f(j: *ValidJob) void {
+                j.job.config.null_fd = -1;
+            }
+        },
+        struct {
+            fn f(j: *ValidJob) void {
+                j.job.config.stage_size = 0;
+            }
+        },
+        struct {
+            fn f(j: *ValidJob) void {
+                j.job.config.stage_w = -1;
+            }
+        },
+        struct { // its milliseconds would not fit poll()'s i32
+            fn f(j: *ValidJob) void {
+                j.job.config.budget_ns = max_budget_ns + 1;
+            }
+        },
+        struct {
+            fn f(j: *ValidJob) void {
+                j.ds[1].config.scratch = 0;
+            }
+        },
+        struct {
+            fn f(j: *ValidJob) void {
+                j.ds[1].config.branch_w = -1;
+            }
+        },
+        struct {
+            fn f(j: *ValidJob) void {
+                j.ds[0].config.fd = -1;
+            }
+        },
+        struct { // fed from a buffer a pipe source does not have: would wait forever
+            fn f(j: *ValidJob) void {
+                j.job.config.source = .pipe;
+                j.job.config.stage_r = j.src;
+                j.ds[0].config.feed = .write;
+            }
+        },
+        struct { // fed from a stage the copy source does not have
+            fn f(j: *ValidJob) void {
+                j.job.config.source = .read_buf;
+            }
+        },
+        struct {
+            fn f(j: *ValidJob) void {
+                j.job.config.source = .mmap_buf;
+                j.job.config.map_len = 0;
+                j.ds[0].config.feed = .write;
+                j.ds[1].config.feed = .hash;
+            }
+        },
+    };
+    inline for (breakers, 0..) |breaker, i| {
+        v.reset();
+        breaker.f(&v);
+        const status, const ran = v.run();
+        testing.expectEqual(Status.invalid_job, status) catch |err| {
+            std.debug.print("breaker {d} was not refused\n", .{i});
+            return err;
+        };
+        try testing.expect(!ran);
+    }
+}
+
+test "oc_run: a budget at the largest that fits poll()'s i32 is still valid" {
+    var v = try ValidJob.open();
+    defer v.close();
+    v.reset();
+    v.job.config.budget_ns = max_budget_ns;
+    try testing.expectEqual(Status.done, v.run()[0]);
+}
+
+test "oc_run: a busy batch (always progressing) still sees the wake fd, and returns woken at once" {
+    const zero_r = sys.call(.openat, .{ sys.arg(-100), @intFromPtr("/dev/zero"), O_CLOEXEC, 0 });
+    try testing.expect(zero_r >= 0);
+    const zero: i32 = @intCast(zero_r);
+    defer _ = sys.close(zero);
+    const devnull = try openDevNull();
+    defer _ = sys.close(devnull);
+    const wake_r = sys.call(.eventfd2, .{ 1, O_NONBLOCK | O_CLOEXEC }); // already signalled
+    try testing.expect(wake_r >= 0);
+    const wake: i32 = @intCast(wake_r);
+    defer _ = sys.close(wake);
+    var buf: [65536]u8 = undefined;
     var job: Job = undefined;
     var ds: [1]Dest = undefined;
     oc_job_init(&job, &ds, ds.len);
-    try testing.expectEqual(@as(i32, -1), ds[0].config.fd);
-    try testing.expectEqual(Feed.dead, ds[0].config.feed);
-    @as(*u32, @ptrCast(&ds[0].config.feed)).* = 99;
-    try testing.expectEqual(Status.invalid_job, oc_run(&job, &ds));
-    @as(*u32, @ptrCast(&ds[0].config.feed)).* = @intFromEnum(Feed.dead);
-    try testing.expectEqual(Status.invalid_job, oc_run(&job, &ds)); // no room to poll
+    var polls: [pollSlots(ds.len)]sys.PollFd = undefined;
+    job.config = .{ .src_fd = zero, .source = .read_buf, .wake_fd = wake, .ndest = 1, .chunk = buf.len, .buf = @intFromPtr(&buf), .budget_ns = 10_000_000_000, .poll_fds = @intFromPtr(&polls), .poll_cap = polls.len };
+    ds[0].config = .{ .fd = devnull, .feed = .write };
+    const t0 = sys.nowNs();
+    try testing.expectEqual(Status.woken, oc_run(&job, &ds));
+    try testing.expect(sys.nowNs() - t0 < 5_000_000_000); // not the 10 s budget
+}
+
+/// A memfd (a file in memory) holding `bytes`: a real regular file to map and truncate.
+fn testFile(bytes: []const u8) !i32 {
+    const r = sys.call(.memfd_create, .{ @intFromPtr("onecopy-test"), 1 }); // MFD_CLOEXEC
+    if (r < 0) return error.Memfd;
+    const fd: i32 = @intCast(r);
+    var off: usize = 0;
+    while (off < bytes.len) {
+        const n = sys.write(fd, bytes[off..].ptr, bytes.len - off);
+        if (n <= 0) return error.Write;
+        off += @intCast(n);
+    }
+    if (sys.call(.lseek, .{ sys.arg(fd), 0, 0 }) != 0) return error.Seek;
+    return fd;
+}
+
+test "source step, read_pipe: a chunk is read only once the stage has all of the last one" {
+    const data = testBytes(100_000);
+    const file = try testFile(&data);
+    defer _ = sys.close(file);
+    const stage = try TestPipe.open(16384); // smaller than a chunk: rounds wait for room
+    defer stage.close();
+    var buf: [32768]u8 = undefined;
+    var job = Job{ .config = .{ .src_fd = file, .source = .read_pipe, .stage_r = stage.r, .stage_w = stage.w, .chunk = buf.len, .buf = @intFromPtr(&buf), .ndest = 1 } };
+    var ds = [1]Dest{.{ .config = .{ .fd = -1, .feed = .tee } }}; // keeps the stage active
     var polls: [pollSlots(1)]sys.PollFd = undefined;
-    job.config.poll_fds = @intFromPtr(&polls);
-    job.config.poll_cap = polls.len - 1;
-    try testing.expectEqual(Status.invalid_job, oc_run(&job, &ds));
+    var got = std.ArrayList(u8).init(testing.allocator);
+    defer got.deinit();
+    while (!job.state.eof or job.state.tail < job.state.taken) {
+        var w = Waits{ .fds = &polls };
+        var progress = false;
+        try testing.expectEqual(null, sourceStep(&job, &ds, &w, &progress));
+        const s = job.state;
+        try testing.expect(s.tail <= s.taken and s.taken - s.round_start <= buf.len);
+        try testing.expect(s.round_start <= s.tail); // never read past a round the stage lacks
+        try stage.drainInto(&got);
+        ds[0].state.fed = job.state.tail; // as if tee()d and consumed
+        job.state.head = job.state.tail;
+    }
+    try testing.expectEqualSlices(u8, &data, got.items);
+    try testing.expectEqual(@as(u64, data.len), job.state.taken);
+}
+
+test "source step, vmsplice: fresh pages every round, never a page written twice" {
+    const data = testBytes(3 * 65536 + 123);
+    const file = try testFile(&data);
+    defer _ = sys.close(file);
+    const stage = try TestPipe.open(1 << 20);
+    defer stage.close();
+    var job = Job{ .config = .{ .src_fd = file, .source = .vmsplice, .stage_r = stage.r, .stage_w = stage.w, .chunk = 65536, .ndest = 1 } };
+    var ds = [1]Dest{.{ .config = .{ .fd = -1, .feed = .tee } }};
+    var polls: [pollSlots(1)]sys.PollFd = undefined;
+    var rounds: usize = 0;
+    while (!job.state.eof) {
+        var w = Waits{ .fds = &polls };
+        var progress = false;
+        const before = job.state.round_end;
+        try testing.expectEqual(null, sourceStep(&job, &ds, &w, &progress));
+        if (job.state.round_end != before) rounds += 1;
+        ds[0].state.fed = job.state.tail;
+        job.state.head = job.state.tail;
+    }
+    try testing.expectEqual(@as(usize, 4), rounds);
+    // Nothing was drained until now: the pipe still references every round's
+    // pages. Had a round reused the last one's, the stage would hold its bytes twice.
+    var got = std.ArrayList(u8).init(testing.allocator);
+    defer got.deinit();
+    try stage.drainInto(&got);
+    try testing.expectEqualSlices(u8, &data, got.items);
+    try testing.expectEqual(@as(isize, 0), oc_run_release(&job));
+    try testing.expectEqual(@as(u64, 0), job.state.round_ptr);
+}
+
+test "source step, splice_in: a socket's bytes go into the stage up to its room, then EOF" {
+    var pair: [2]i32 = undefined;
+    try testing.expectEqual(@as(isize, 0), sys.call(.socketpair, .{ 1, 1 | O_NONBLOCK | O_CLOEXEC, 0, @intFromPtr(&pair) })); // AF_UNIX, SOCK_STREAM
+    defer _ = sys.close(pair[0]);
+    const data = testBytes(50_000);
+    try testing.expectEqual(@as(isize, data.len), sys.write(pair[1], &data, data.len));
+    _ = sys.close(pair[1]); // EOF once drained
+    const stage = try TestPipe.open(null);
+    defer stage.close();
+    var job = Job{ .config = .{ .src_fd = pair[0], .source = .splice_in, .stage_r = stage.r, .stage_w = stage.w, .chunk = 65536, .stage_size = 16384, .ndest = 1 } };
+    var ds = [1]Dest{.{ .config = .{ .fd = -1, .feed = .tee } }};
+    var polls: [pollSlots(1)]sys.PollFd = undefined;
+    var got = std.ArrayList(u8).init(testing.allocator);
+    defer got.deinit();
+    while (!job.state.eof) {
+        var w = Waits{ .fds = &polls };
+        var progress = false;
+        try testing.expectEqual(null, sourceStep(&job, &ds, &w, &progress));
+        try testing.expect(job.state.tail - job.state.head <= job.config.stage_size);
+        try testing.expectEqual(job.state.tail, job.state.taken); // no buffer: taken is what the stage got
+        try stage.drainInto(&got);
+        job.state.head = job.state.tail;
+    }
+    try testing.expectEqualSlices(u8, &data, got.items);
+}
+
+test "mmap_buf: the window slides once every writer has finished it; a file cut short is source_shrank" {
+    const data = testBytes(5 * 4096 + 100);
+    const file = try testFile(&data);
+    defer _ = sys.close(file);
+    const out = try TestPipe.open(1 << 20);
+    defer out.close();
+    var job: Job = undefined;
+    var ds: [1]Dest = undefined;
+    oc_job_init(&job, &ds, ds.len);
+    var polls: [pollSlots(1)]sys.PollFd = undefined;
+    job.config = .{ .src_fd = file, .source = .mmap_buf, .ndest = 1, .chunk = 4096, .src_size = data.len, .map_len = 8192, .budget_ns = 1_000_000_000, .poll_fds = @intFromPtr(&polls), .poll_cap = polls.len };
+    ds[0].config = .{ .fd = out.w, .feed = .write };
+    try testing.expectEqual(Status.done, oc_run(&job, &ds));
+    try testing.expectEqual(@as(u64, 4 * 4096), job.state.map_off); // windows at 0, 8192, 16384
+    var got = std.ArrayList(u8).init(testing.allocator);
+    defer got.deinit();
+    try out.drainInto(&got);
+    try testing.expectEqualSlices(u8, &data, got.items);
+    try testing.expectEqual(@as(isize, 0), oc_run_release(&job));
+
+    // The same file cut to one page after the first window: the next window
+    // is past its end, and write() from it faults: source_shrank, no SIGBUS.
+    const small = try TestPipe.open(4096);
+    defer small.close();
+    oc_job_init(&job, &ds, ds.len);
+    job.config = .{ .src_fd = file, .source = .mmap_buf, .ndest = 1, .chunk = 4096, .src_size = data.len, .map_len = 8192, .budget_ns = 20_000_000, .poll_fds = @intFromPtr(&polls), .poll_cap = polls.len };
+    ds[0].config = .{ .fd = small.w, .feed = .write };
+    try testing.expectEqual(Status.again, oc_run(&job, &ds)); // one page in, the pipe is full
+    try testing.expectEqual(@as(isize, 0), sys.call(.ftruncate, .{ sys.arg(file), 4096 }));
+    got.clearRetainingCapacity();
+    var status = Status.again;
+    while (status == .again) {
+        try small.drainInto(&got);
+        status = oc_run(&job, &ds);
+    }
+    try testing.expectEqual(Status.source_shrank, status);
+    try testing.expect(ds[0].state.done < data.len);
+    try testing.expectEqual(@as(isize, 0), oc_run_release(&job));
+}
+
+test "mmap_buf: the checksum reads the file with pread(), and a file cut short is source_shrank, not a SIGBUS" {
+    const data = testBytes(3 * 4096);
+    const file = try testFile(&data);
+    defer _ = sys.close(file);
+    try testing.expectEqual(@as(isize, 0), sys.call(.ftruncate, .{ sys.arg(file), 4096 }));
+    var scratch: [4096]u8 = undefined;
+    var job: Job = undefined;
+    var ds: [1]Dest = undefined;
+    oc_job_init(&job, &ds, ds.len);
+    var polls: [pollSlots(1)]sys.PollFd = undefined;
+    job.config = .{ .src_fd = file, .source = .mmap_buf, .ndest = 1, .chunk = 4096, .src_size = data.len, .map_len = 8192, .budget_ns = 1_000_000_000, .poll_fds = @intFromPtr(&polls), .poll_cap = polls.len, .hash_alg = .xxh64 };
+    ds[0].config = .{ .feed = .hash, .scratch = @intFromPtr(&scratch), .scratch_cap = scratch.len };
+    try testing.expectEqual(@as(isize, 0), oc_hash_job_begin(&job));
+    try testing.expectEqual(Status.source_shrank, oc_run(&job, &ds));
+    try testing.expectEqual(@as(u64, 4096), ds[0].state.done);
+    try testing.expectEqual(@as(isize, 0), oc_run_release(&job));
+}
+
+test "oc_run: a write() that accepts nothing is dest_wrote_nothing, not an errno" {
+    // /proc/PID/mem, opened while the child lived, once its memory is gone: write() returns 0.
+    var hold = try TestPipe.open(null);
+    defer hold.close();
+    const pid = std.os.linux.fork();
+    if (pid == 0) { // waits for the parent to close its end, then exits
+        _ = sys.close(hold.w);
+        var p = [1]sys.PollFd{.{ .fd = hold.r, .events = POLLIN, .revents = 0 }};
+        _ = sys.poll(&p, 1, -1);
+        std.os.linux.exit(0);
+    }
+    const path = try std.fmt.allocPrintZ(testing.allocator, "/proc/{d}/mem", .{pid});
+    defer testing.allocator.free(path);
+    const mem_r = sys.call(.openat, .{ sys.arg(-100), @intFromPtr(path.ptr), 1 | O_CLOEXEC, 0 }); // O_WRONLY
+    _ = sys.close(hold.w);
+    hold.w = -1;
+    var status: u32 = 0;
+    _ = std.os.linux.waitpid(@intCast(pid), &status, 0);
+    if (mem_r < 0) return error.SkipZigTest; // no access to another process's memory here
+    const mem: i32 = @intCast(mem_r);
+    defer _ = sys.close(mem);
+    const zero_r = sys.call(.openat, .{ sys.arg(-100), @intFromPtr("/dev/zero"), O_CLOEXEC, 0 });
+    const zero: i32 = @intCast(zero_r);
+    defer _ = sys.close(zero);
+    var buf: [4096]u8 = undefined;
+    var job: Job = undefined;
+    var ds: [1]Dest = undefined;
+    oc_job_init(&job, &ds, ds.len);
+    var polls: [pollSlots(1)]sys.PollFd = undefined;
+    job.config = .{ .src_fd = zero, .source = .read_buf, .ndest = 1, .chunk = buf.len, .buf = @intFromPtr(&buf), .budget_ns = 1_000_000_000, .poll_fds = @intFromPtr(&polls), .poll_cap = polls.len };
+    ds[0].config = .{ .fd = mem, .feed = .write };
+    try testing.expectEqual(Status.dest_wrote_nothing, oc_run(&job, &ds));
+    try testing.expectEqual(@as(i32, 0), job.state.err_dest);
+    try testing.expectEqual(Call.write, ds[0].state.err_call);
+    try testing.expectEqual(@as(i32, 0), ds[0].state.err);
 }

@@ -34,7 +34,7 @@ pub inline fn arg(v: i32) usize {
     return @bitCast(@as(isize, v));
 }
 
-/// One raw syscall, without retrying.
+/// One raw syscall, without retrying (`callOnce` for its `isize` result).
 fn once(n: linux.SYS, args: anytype) usize {
     return switch (args.len) {
         1 => linux.syscall1(n, args[0]),
@@ -54,6 +54,14 @@ pub fn call(n: linux.SYS, args: anytype) isize {
         const r = ret(once(n, args));
         if (!is(r, .INTR)) return r;
     }
+}
+
+/// A syscall that must not be retried on EINTR: the caller sees -EINTR. For
+/// connect(): a blocking connect interrupted by a signal goes on in the
+/// kernel, and calling it again answers EALREADY (Go's net package waits for
+/// writability instead, as onecopy's connect does).
+pub fn callOnce(n: linux.SYS, args: anytype) isize {
+    return ret(once(n, args));
 }
 
 /// close() is never retried: on Linux the fd is gone even when it reports EINTR.

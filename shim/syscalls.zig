@@ -1,5 +1,6 @@
 //! C-ABI exports of the raw syscalls, one each, for ffi/raw.ts. No policy: each
-//! returns the kernel's result or `-errno`, with EINTR already retried.
+//! returns the kernel's result or `-errno`, with EINTR already retried (but
+//! for connect, and a poll that waits forever: see each).
 const std = @import("std");
 const sys = @import("sys.zig");
 const arg = sys.arg;
@@ -12,6 +13,10 @@ pub export fn oc_close(fd: i32) isize {
 }
 pub export fn oc_openat(dirfd: i32, path: [*:0]const u8, flags: u32, mode: u32) isize {
     return sys.call(.openat, .{ arg(dirfd), @intFromPtr(path), flags, mode });
+}
+/// `flags` 0 removes a file (never a directory: that needs AT_REMOVEDIR).
+pub export fn oc_unlinkat(dirfd: i32, path: [*:0]const u8, flags: u32) isize {
+    return sys.call(.unlinkat, .{ arg(dirfd), @intFromPtr(path), flags });
 }
 pub export fn oc_read(fd: i32, buf: [*]u8, len: usize) isize {
     return sys.read(fd, buf, len);
@@ -52,8 +57,10 @@ pub export fn oc_munmap(addr: usize, len: usize) isize {
 pub export fn oc_socket(domain: u32, kind: u32, protocol: u32) isize {
     return sys.call(.socket, .{ domain, kind, protocol });
 }
+/// Not retried on EINTR (see `sys.callOnce`): the caller treats -EINTR as
+/// EINPROGRESS, waits for the socket to be writable, then reads SO_ERROR.
 pub export fn oc_connect(fd: i32, addr: [*]const u8, len: u32) isize {
-    return sys.call(.connect, .{ arg(fd), @intFromPtr(addr), len });
+    return sys.callOnce(.connect, .{ arg(fd), @intFromPtr(addr), len });
 }
 pub export fn oc_bind(fd: i32, addr: [*]const u8, len: u32) isize {
     return sys.call(.bind, .{ arg(fd), @intFromPtr(addr), len });
@@ -76,7 +83,8 @@ pub export fn oc_getsockopt(fd: i32, level: i32, name: i32, value: [*]u8, len: *
 pub export fn oc_shutdown(fd: i32, how: i32) isize {
     return sys.call(.shutdown, .{ arg(fd), arg(how) });
 }
-/// `fds` is an array of `struct pollfd` (8 bytes each); timeout < 0 waits forever.
+/// `fds` is an array of `struct pollfd` (8 bytes each); timeout < 0 waits
+/// forever, and then a signal ends it with -EINTR (with a timeout, as 0 ready).
 pub export fn oc_poll(fds: [*]sys.PollFd, n: usize, timeout_ms: i32) isize {
     return sys.poll(fds, n, timeout_ms);
 }

@@ -1,10 +1,14 @@
-/** Every example in the docs runs, and leaves nothing behind (issue 11). */
+/**
+ * Every example in the docs runs, and leaves nothing behind (issue 11). This
+ * is the one place `deno task test` runs them (the task has no `--doc` of its
+ * own: they would run twice).
+ */
 
 import assert from "node:assert/strict";
 import { decoder, runDeno, tempDir } from "./helpers.ts";
 
 const root = new URL("..", import.meta.url).pathname;
-/** What `deno task test` runs with `--doc`: the published modules and the README. */
+/** Where the examples are: the published modules and the README. */
 const documented = ["mod.ts", "lib/", "ffi/", "cli/", "README.md"];
 
 Deno.test("deno test --doc runs every example, and they leave no file in the temp dir", async () => {

@@ -3,6 +3,8 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { Checksum, fanout, FanoutError, Fd, methods } from "../mod.ts";
+import * as raw from "../ffi/raw.ts";
+import { createWriter } from "../lib/fd.ts";
 import {
   drain,
   openFds,
@@ -112,22 +114,31 @@ Deno.test("pipe-tee, vmsplice, copy and auto stay identical while the source fil
   using dir = tempDir();
   const size = 24 * MiB;
   const src = `${dir.path}/src`;
+  const versions = [2, 3].map((seed) => patternBytes(size, seed)); // same size, other bytes
   for (const method of ["pipe-tee", "vmsplice", "copy", "auto"] as const) {
     Deno.writeFileSync(src, patternBytes(size, 1));
     const outs = [pipeConsumer(64 * KiB), pipeConsumer(64 * KiB), pipeConsumer(64 * KiB)];
+    let running = false;
     let rewriting = true;
+    let overlapped = 0; // rewrites begun and finished while fanout() ran
     const rewriter = (async () => {
       using f = await Deno.open(src, { write: true });
-      for (let round = 2; rewriting; round++) {
+      for (let round = 0; rewriting; round++) {
+        const during = running;
         await f.seek(0, Deno.SeekMode.Start);
-        await f.write(patternBytes(size, round)); // same size, different bytes
+        await f.write(versions[round % 2]);
+        if (during && running) overlapped++;
       }
     })();
+    await new Promise((r) => setTimeout(r, 0)); // the rewriter has opened the file
+    running = true;
     const report = await fanout(src, outs.map((o) => o.dest), { method, pipeSize: 64 * KiB });
+    running = false;
     rewriting = false;
     await rewriter;
     outs.forEach((o) => o.dest.close());
     const results = await Promise.all(outs.map((o) => o.result));
+    assert.ok(overlapped >= 1, `${method}: no rewrite overlapped the transfer`);
     assert.equal(report.bytes, size);
     assert.ok(results.every((r) => r.bytes === size && r.sha256 === results[0].sha256), method);
   }
@@ -235,6 +246,57 @@ Deno.test("abort stops a stalled transfer at once and closes everything", async 
   assert.equal(openFds(), before);
 });
 
+Deno.test("a destination whose write() accepts nothing fails alone, saying so (dest_wrote_nothing)", async () => {
+  // /proc/PID/mem, opened while the child lives, once its memory is gone: write() returns 0.
+  const child = new Deno.Command("sleep", { args: ["0.2"] }).spawn();
+  using mem = Fd.open(`/proc/${child.pid}/mem`, raw.O_WRONLY);
+  await child.status;
+  using dir = tempDir();
+  const err = await fanout("/etc/hostname", [mem, `${dir.path}/a`], { method: "copy" })
+    .catch((e) => e);
+  assert.ok(err instanceof FanoutError, String(err));
+  const [nothing, a] = err.report.destinations;
+  assert.match(String(nothing.error?.message), /write\(\) accepted no bytes/);
+  assert.equal(nothing.bytes, 0);
+  assert.equal(a.error, undefined);
+  assert.equal(a.bytes, Deno.statSync("/etc/hostname").size);
+});
+
+Deno.test("abort lands within ~100 ms even behind a file written at full speed", async () => {
+  // A new destination used to be ftruncate()d to 0, which on ext4 makes its
+  // close() push every dirty page to disk first: ~1 s behind 512 MiB (measured).
+  using dir = tempDir();
+  const controller = new AbortController();
+  let abortedAt = 0;
+  const running = fanout("/dev/zero", [`${dir.path}/new`], {
+    signal: controller.signal,
+    onProgress: (n) => {
+      if (n < 512 * MiB || abortedAt) return;
+      abortedAt = performance.now();
+      controller.abort();
+    },
+  });
+  await assert.rejects(running, (e: Error) => e.name === "AbortError");
+  const latency = performance.now() - abortedAt;
+  assert.ok(latency < 250, `rejected ${latency.toFixed(0)} ms after the abort`);
+});
+
+Deno.test("an output tee opens (createWriter) closes at once after 512 MiB: new files are not truncated", async () => {
+  using dir = tempDir();
+  const out = await createWriter(`${dir.path}/new`);
+  const chunk = new Uint8Array(MiB);
+  for (let n = 0; n < 512; n++) {
+    for (let off = 0; off < chunk.length;) off += raw.write(out.fd, chunk.subarray(off));
+  }
+  const t0 = performance.now();
+  out.close(); // after a truncation to 0, ext4 would first push all 512 MiB to disk
+  const ms = performance.now() - t0;
+  assert.ok(ms < 100, `close() took ${ms.toFixed(0)} ms`);
+  Deno.writeTextFileSync(`${dir.path}/old`, "old content");
+  using again = await createWriter(`${dir.path}/old`);
+  assert.equal(Deno.statSync(`${dir.path}/old`).size, 0, "a file with content is still truncated");
+});
+
 Deno.test("a source that shrinks mid-transfer: mmap-write fails cleanly (no SIGBUS), reads stop at EOF", async () => {
   using dir = tempDir();
   const src = `${dir.path}/src`;
@@ -245,27 +307,35 @@ Deno.test("a source that shrinks mid-transfer: mmap-write fails cleanly (no SIGB
       const result = (async () => {
         const reader = r.readable(4096).getReader();
         const hash = createHash("sha256");
+        let bytes = 0;
         for (let c = await reader.read(); !c.done; c = await reader.read()) {
           hash.update(c.value);
+          bytes += c.value.length;
           await new Promise((ok) => setTimeout(ok, 1));
         }
-        return hash.digest("hex");
+        return { sha256: hash.digest("hex"), bytes };
       })();
       return { dest: w, result };
     });
-    const running = fanout(src, slow.map((s) => s.dest), { method });
+    const running = fanout(src, slow.map((s) => s.dest), { method, checksum: "sha256" });
     await new Promise((ok) => setTimeout(ok, 100));
     Deno.truncateSync(src, 4096);
     const outcome = await running.then((report) => report, (err) => err as Error);
     slow.forEach((s) => s.dest.close());
     const [a, b] = await Promise.all(slow.map((s) => s.result));
     if (method === "mmap-write") {
-      assert.ok(outcome instanceof Error, "mmap-write should fail");
+      assert.ok(outcome instanceof FanoutError, `mmap-write should fail: ${outcome}`);
       assert.match(outcome.message, /src: the source shrank during the transfer/);
+      const { report } = outcome;
+      assert.match(String(report.error?.message), /shrank/);
+      assert.equal(report.checksum, undefined, "a checksum of nothing in particular");
+      assert.deepEqual(report.destinations.map((d) => d.bytes), [a.bytes, b.bytes]);
+      assert.ok(Math.max(a.bytes, b.bytes) < 64 * MiB);
+      assert.equal(report.bytes, Math.max(a.bytes, b.bytes), "what really reached a destination");
     } else {
       assert.ok(!(outcome instanceof Error), `${outcome}`);
       assert.ok(outcome.bytes < 64 * MiB, "stopped at the new end of file");
-      assert.equal(a, b, "both destinations got the same bytes");
+      assert.deepEqual(a, b, "both destinations got the same bytes");
     }
   }
 });

@@ -30,3 +30,10 @@ Deno.test("lib/ never calls the shim's symbols itself: only through ffi/ wrapper
     assert.ok(!/\bshim\(\)|\boc_[a-z]/.test(text), `lib/${entry.name} calls the shim directly`);
   }
 });
+
+Deno.test("lib/ never handles a pointer: addresses and pointer fields are ffi/'s", () => {
+  for (const entry of Deno.readDirSync(new URL("lib", root))) {
+    const text = Deno.readTextFileSync(new URL(`lib/${entry.name}`, root));
+    assert.ok(!/Deno\.UnsafePointer/.test(text), `lib/${entry.name} uses Deno.UnsafePointer`);
+  }
+});

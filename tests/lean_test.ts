@@ -49,16 +49,22 @@ Deno.test("the small path appends with append, and reports a failing destination
   assert.match(err.report.destinations[1].error.message, /no such file/);
 });
 
-Deno.test("small path: files are cut to what they got, a 'stop' leaves the rest empty", async () => {
+Deno.test("small path: files are cut to what they got; a 'stop' at an open failure writes nothing", async () => {
   using dir = tempDir();
   Deno.writeTextFileSync(`${dir.path}/src`, "new");
   const [a, b, c] = ["a", "b", "c"].map((n) => `${dir.path}/${n}`);
   for (const p of [a, c]) Deno.writeTextFileSync(p, "old and longer");
   Deno.mkdirSync(b); // a directory: fails to open, so it is reported, not written
-  const err = await fanout(`${dir.path}/src`, [a, b, c], { onDestinationError: () => "stop" })
+  const stopped = await fanout(`${dir.path}/src`, [a, b, c], { onDestinationError: () => "stop" })
     .catch((e) => e);
-  assert.equal(Deno.readTextFileSync(a), "new");
+  assert.ok(stopped.report.destinations[1].error);
+  for (const [i, p] of [[0, a], [2, c]] as const) {
+    assert.equal(stopped.report.destinations[i].error?.message, "stopped");
+    assert.equal(Deno.readTextFileSync(p), "old and longer", "stopped before the start");
+  }
+  const err = await fanout(`${dir.path}/src`, [a, b, c]).catch((e) => e);
   assert.ok(err.report.destinations[1].error);
+  assert.equal(Deno.readTextFileSync(a), "new");
   assert.equal(Deno.readTextFileSync(c), "new", "an open failure is not a write failure");
   const big = patternBytes(256 * 1024 + 1, 4); // too big for the small path: the engine's
   Deno.writeFileSync(`${dir.path}/src`, big);

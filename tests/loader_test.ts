@@ -99,14 +99,24 @@ Deno.test("every missing permission is named in one message; with those flags it
   const env = { TMPDIR: tmp.path };
   const none = await loadWith([], env);
   assert.notEqual(none.code, 0);
-  assert.deepEqual(askedFlags(none.stderr), ["--allow-ffi", "--allow-write=/tmp"]);
+  assert.deepEqual(askedFlags(none.stderr), ["--allow-ffi"]);
   assert.match(none.stderr, /--allow-env=HOME,XDG_CACHE_HOME the shim is cached/);
   assert.equal(none.stderr.match(/needs permissions/g)?.length, 1, "one message");
+  // Without a cache, from memory: a sealed memfd, no file anywhere (a SIGKILL leaves nothing).
+  const ok = await loadWith(askedFlags(none.stderr), env);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal(ok.stdout, "/memfd:libonecopy (deleted)");
+  assert.deepEqual([...Deno.readDirSync(tmp.path)], []);
+});
 
-  const envOnly = await loadWith(["--allow-env=TMPDIR"], env);
-  const flags = askedFlags(envOnly.stderr);
-  assert.deepEqual(flags, ["--allow-ffi", `--allow-write=${tmp.path}`]);
-  const ok = await loadWith(["--allow-env=TMPDIR", ...flags], env);
+Deno.test("where libc cannot be opened (--allow-ffi for one path only), a private temp directory, removed at once", async () => {
+  using tmp = tempDir();
+  const env = { TMPDIR: tmp.path };
+  const scoped = [`--allow-ffi=${tmp.path}`, "--allow-env=TMPDIR"];
+  const first = await loadWith(scoped, env);
+  const flags = askedFlags(first.stderr);
+  assert.deepEqual(flags, [`--allow-write=${tmp.path}`]);
+  const ok = await loadWith([...scoped, ...flags], env);
   assert.equal(ok.code, 0, ok.stderr);
   assert.match(
     ok.stdout,
@@ -151,7 +161,7 @@ Deno.test("a cache dir writable by others, or someone else's, is not loaded from
     make();
     const out = await loadWith(["--allow-all"], env);
     assert.equal(out.code, 0, out.stderr);
-    assert.match(out.stdout, new RegExp(`^${tmp.path}/onecopy-\\w+/`), `${what}: private copy`);
+    assert.equal(out.stdout, "/memfd:libonecopy (deleted)", `${what}: a private copy`);
     assert.ok(!out.stdout.startsWith(planted), what);
     assert.deepEqual([...Deno.readDirSync(tmp.path)], [], `${what}: nothing left`);
   }

@@ -1,7 +1,7 @@
 /** Web streams in and out of fanout(), and clear errors for what cannot work (issue 11). */
 
 import assert from "node:assert/strict";
-import { fanout, FanoutError, methods } from "../mod.ts";
+import { fanout, FanoutError, Fd, methods } from "../mod.ts";
 import { openFds, patternBytes, pipeConsumer, sha256, tempDir } from "./helpers.ts";
 
 const KiB = 1024;
@@ -206,6 +206,29 @@ Deno.test("abort while the source stream is silent: rejects at once and cancels 
   assert.ok(cancelled, "the source stream was cancelled");
 });
 
+Deno.test("abort while a fast source stream fills its pipe: rejects in a few ms, not after the pump's poll", async () => {
+  using dir = tempDir();
+  const chunk = new Uint8Array(MiB);
+  const latencies: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const endless = new ReadableStream<Uint8Array>({ pull: (c) => c.enqueue(chunk) });
+    const controller = new AbortController();
+    let abortedAt = 0;
+    const run = fanout(endless, [`${dir.path}/a`], {
+      signal: controller.signal,
+      onProgress: (n) => {
+        if (n < 64 * MiB || abortedAt) return;
+        abortedAt = performance.now();
+        controller.abort();
+      },
+    });
+    await assert.rejects(run, (e: Error) => e.name === "AbortError");
+    latencies.push(performance.now() - abortedAt);
+  }
+  latencies.sort((a, b) => a - b);
+  assert.ok(latencies[1] < 50, `median ${latencies[1].toFixed(0)} ms after the abort`);
+});
+
 Deno.test("what cannot work is a TypeError naming it and what to pass, before any file is touched", async () => {
   using dir = tempDir();
   const kept = `${dir.path}/kept`;
@@ -297,4 +320,88 @@ Deno.test('a WritableStream failing with onDestinationError "stop" cuts the othe
   assert.match(String(bad.error?.message), /quota/);
   assert.equal(a.error?.message, "stopped");
   assert.ok(a.bytes < data.length, `cut short: ${a.bytes}`);
+});
+
+Deno.test('"stop" aborts a WritableStream cut short (with the error stopped), never closes it', async () => {
+  using dir = tempDir();
+  const data = patternBytes(16 * MiB, 16);
+  Deno.writeFileSync(`${dir.path}/src`, data);
+  for (const source of ["path", "stream"] as const) {
+    const seen: string[] = [];
+    let reason: unknown;
+    let written = 0;
+    const survivor = new WritableStream<Uint8Array>({
+      async write(chunk) {
+        written += chunk.length;
+        await new Promise((r) => setTimeout(r, 2));
+      },
+      close: () => void seen.push("close"),
+      abort: (why) => void (seen.push("abort"), reason = why),
+    });
+    let calls = 0;
+    const breaking = new WritableStream<Uint8Array>({
+      write() {
+        if (++calls > 1) throw new Error("boom");
+      },
+    });
+    const from = source === "path" ? `${dir.path}/src` : ReadableStream.from(chunksOf(data));
+    const err = await fanout(from, [survivor, breaking], {
+      onDestinationError: () => "stop",
+      pipeSize: 64 * KiB,
+    }).catch((e) => e);
+    assert.ok(err instanceof FanoutError, String(err));
+    const [cut] = err.report.destinations;
+    assert.equal(cut.error?.message, "stopped");
+    assert.ok(written < data.length, `${source}: cut short (${written})`);
+    assert.deepEqual(seen, ["abort"], source);
+    assert.equal((reason as Error).message, "stopped");
+  }
+});
+
+Deno.test("type errors name any value: a Symbol, undefined, a boolean, a closed Fd, an empty path", async () => {
+  using dir = tempDir();
+  const kept = `${dir.path}/kept`;
+  Deno.writeTextFileSync(kept, "precious");
+  const closed = Fd.create(`${dir.path}/was-open`);
+  closed.close();
+  const [r, w] = Fd.pipe();
+  r.close();
+  w.close();
+  const sources: [unknown, RegExp][] = [
+    [Symbol("s"), /^fanout\(\): the source is a symbol \(Symbol\(s\)\), which/],
+    [undefined, /^fanout\(\): the source is undefined, which/],
+    [true, /^fanout\(\): the source is the boolean true, which/],
+    [closed, /^fanout\(\): the source .*was-open is a closed Fd$/],
+    [r, /^fanout\(\): the source pipe \(read end\) is a closed Fd$/],
+    ["", /^fanout\(\): the source is an empty path$/],
+    [(function* () {})(), /the source is a generator, .*ReadableStream\.from\(it\)/],
+    [[new Uint8Array(1)], /the source is an array of 1, .*ReadableStream\.from\(it\)/],
+    [new Blob(["x"]), /the source is a Blob, .*blob\.stream\(\)/],
+  ];
+  for (const [value, message] of sources) {
+    await assert.rejects(fanout(value as string, [kept, `${dir.path}/new`]), (e: Error) => {
+      assert.ok(e instanceof TypeError, String(e));
+      assert.match(e.message, message);
+      return true;
+    });
+  }
+  const destinations: [unknown, RegExp][] = [
+    [Symbol("d"), /^fanout\(\): destination 3 is a symbol \(Symbol\(d\)\), which/],
+    [undefined, /^fanout\(\): destination 3 is undefined, which/],
+    [closed, /^fanout\(\): destination 3 \(.*was-open\) is a closed Fd$/],
+    [w, /^fanout\(\): destination 3 \(pipe \(write end\)\) is a closed Fd$/],
+    ["", /^fanout\(\): destination 3 is an empty path$/],
+  ];
+  for (const [value, message] of destinations) {
+    await assert.rejects(
+      fanout("/etc/hostname", [kept, `${dir.path}/new`, value as string]),
+      (e: Error) => {
+        assert.ok(e instanceof TypeError, String(e));
+        assert.match(e.message, message);
+        return true;
+      },
+    );
+  }
+  assert.equal(Deno.readTextFileSync(kept), "precious");
+  assert.deepEqual([...Deno.readDirSync(dir.path)].map((e) => e.name).sort(), ["kept", "was-open"]);
 });

@@ -5,12 +5,18 @@
  */
 
 import assert from "node:assert/strict";
-import { findZig } from "../shim/build.ts";
+import { findZig, zigUnavailable } from "../shim/build.ts";
 import { decoder } from "./helpers.ts";
 
 const shim = new URL("../shim/", import.meta.url).pathname;
 
-Deno.test("zig test shim/onecopy.zig: every Zig test passes", async () => {
+const unavailable = zigUnavailable();
+if (unavailable) console.warn(`skipping the Zig unit tests: ${unavailable}`);
+
+Deno.test({
+  name: "zig test shim/onecopy.zig: every Zig test passes",
+  ignore: unavailable !== undefined,
+}, async () => {
   const zig = await findZig();
   const cache = await Deno.makeTempDir({ prefix: "onecopy-zig-test-" });
   try {
@@ -27,4 +33,13 @@ Deno.test("zig test shim/onecopy.zig: every Zig test passes", async () => {
   } finally {
     await Deno.remove(cache, { recursive: true });
   }
+});
+
+Deno.test("the pinned Zig is asked for only where it runs; elsewhere ZIG is named", () => {
+  assert.equal(zigUnavailable("linux/x86_64", ""), undefined);
+  assert.match(
+    zigUnavailable("linux/aarch64", "") ?? "",
+    /runs on x86_64 Linux only, and this is linux\/aarch64: set ZIG=/,
+  );
+  assert.equal(zigUnavailable("linux/aarch64", "/opt/zig/zig"), undefined);
 });
