@@ -14,6 +14,9 @@
  *   senders doing plain write() and pipe-tee + splice();
  * - memory: peak RSS of `onecopy tee` and `onecopy send` for a sparse
  *   `--rss-size` input, against the 1 GiB runs.
+ * `ONECOPY_BENCH_BASELINE=/other/checkout/cli/main.ts` adds rows for another
+ * onecopy (an older commit, say), interleaved with this one's: a before/after
+ * measured side by side.
  * Writes bench/results/compare.md and compare.svg. Then the mirror scenario
  * (bench/mirror_compare.ts, bench/results/mirror.md); ONECOPY_BENCH_MIRROR=skip
  * leaves it out, ONECOPY_BENCH_MIRROR=only runs nothing else.
@@ -167,14 +170,17 @@ type Stdin = "file" | "pipe";
 /** `TOOL ARGS` with the input on stdin, the way `stdin` says, and stdout into a consumer. */
 const withInput = (input: string, stdin: Stdin, command: string) =>
   stdin === "file" ? `${command} < '${input}' | ${sink}` : `cat '${input}' | ${command} | ${sink}`;
-const onecopyTee = (input: string, n: number, stdin: Stdin = "file") =>
-  withInput(input, stdin, `${onecopy} tee ${consumers(n)}`);
-const onecopySend = (input: string, n: number, tcp: string) =>
+const onecopyTee = (input: string, n: number, stdin: Stdin = "file", command = onecopy) =>
+  withInput(input, stdin, `${command} tee ${consumers(n)}`);
+const onecopySend = (input: string, n: number, tcp: string, command = onecopy) =>
   withReceivers(
     tcp,
     n,
-    `${onecopy} send '${input}' ${Array(n).fill("--to tcp://127.0.0.1:$PORT").join(" ")}`,
+    `${command} send '${input}' ${Array(n).fill("--to tcp://127.0.0.1:$PORT").join(" ")}`,
   );
+/** The same rows for the baseline checkout, when ONECOPY_BENCH_BASELINE names one. */
+const baseline = (make: (command: string) => Tool): Tool[] =>
+  baselineCli ? [make(`${deno} run -A '${baselineCli}'`)] : [];
 
 async function teeScenario(
   input: string,
@@ -186,6 +192,10 @@ async function teeScenario(
   const subs = consumers(n);
   const tools: Tool[] = [
     { name: "onecopy tee", line: onecopyTee(input, n, stdin) },
+    ...baseline((cmd) => ({
+      name: "onecopy tee (baseline)",
+      line: onecopyTee(input, n, stdin, cmd),
+    })),
     { name: "coreutils tee", line: withInput(input, stdin, `tee ${subs}`) },
   ];
   if (reference) {
@@ -252,6 +262,10 @@ function sendScenario(input: string, n: number, tcp: string): Scenario {
     baseline: "Deno native sender",
     tools: [
       { name: "onecopy send", line: onecopySend(input, n, tcp) },
+      ...baseline((cmd) => ({
+        name: "onecopy send (baseline)",
+        line: onecopySend(input, n, tcp, cmd),
+      })),
       {
         name: "Deno native sender",
         line: withReceivers(tcp, n, `${native} '${input}' $PORT ${n}`),
@@ -271,6 +285,7 @@ function sendScenario(input: string, n: number, tcp: string): Scenario {
 
 const deno = `'${Deno.execPath()}'`;
 const onecopy = `${deno} run -A '${cli}'`;
+const baselineCli = Deno.env.get("ONECOPY_BENCH_BASELINE");
 
 async function main() {
   const mirror = Deno.env.get("ONECOPY_BENCH_MIRROR") ?? "";
@@ -324,6 +339,9 @@ async function fileScenarios() {
       "process of the pipeline (consumers and receivers included); peak RSS is the largest one " +
       "(for onecopy, the Deno runtime itself).",
       ...cNotes.map((x) => `- ${x}`),
+      ...(baselineCli
+        ? [`- onecopy (baseline): ${baselineCli} (${await commitOf(baselineCli)})`]
+        : []),
       "",
       ...scenarios.map((s, i) => table(s, results[i])),
     ];
@@ -341,6 +359,16 @@ async function fileScenarios() {
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+/** The commit a checkout's file belongs to, for naming a baseline. */
+async function commitOf(path: string): Promise<string> {
+  const dir = path.replace(/\/[^/]*$/, "");
+  const out = await new Deno.Command("git", {
+    args: ["-C", dir, "log", "-1", "--format=commit %h %cs"],
+    stderr: "null",
+  }).output();
+  return out.success ? new TextDecoder().decode(out.stdout).trim() : "not a git checkout";
 }
 
 /** Peak RSS of onecopy tee/send on a sparse input of `rssSize`, next to the 1 GiB runs. */
