@@ -63,7 +63,9 @@ export const symbols = {
   oc_hash_job_begin: { parameters: ["buffer"], result: "isize" },
   oc_hash_job_end: { parameters: ["buffer", "buffer"], result: "isize" },
   oc_layout: { parameters: ["buffer", "usize"], result: "isize" },
-  /** isize oc_mirror_init(Loop *loop): allocates the mirror's state and epoll set. */
+  /** void oc_mirror_defaults(Loop *loop): every fd -1, the default knobs, no state. */
+  oc_mirror_defaults: { parameters: ["buffer"], result: "void" },
+  /** isize oc_mirror_init(Loop *loop): checks the config, allocates the state and epoll set. */
   oc_mirror_init: { parameters: ["buffer"], result: "isize" },
   /** i32 oc_mirror_run(Loop *loop, Report *reports): one batch of the mirror loop. */
   oc_mirror_run: { parameters: ["buffer", "buffer"], result: "i32", nonblocking: true },
@@ -71,8 +73,6 @@ export const symbols = {
   oc_mirror_release: { parameters: ["buffer"], result: "isize" },
   /** isize oc_raise_nofile(void): soft RLIMIT_NOFILE up to the hard limit; returns it. */
   oc_raise_nofile: { parameters: [], result: "isize" },
-  /** isize oc_mirror_layout(u8 *out, usize cap): the mirror's struct layouts as text. */
-  oc_mirror_layout: { parameters: ["buffer", "usize"], result: "isize" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The loaded library's symbols, typed. */

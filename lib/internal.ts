@@ -10,7 +10,7 @@ export { describeFailure } from "./fanout.ts";
 export { parseTarget } from "./addr.ts";
 export { errnoText, hasCode, printable } from "../ffi/errors.ts";
 export { dieOfSigpipe, F_GETFL, fcntl, ignoreSignal, O_RDWR, SIGXFSZ, statx } from "../ffi/raw.ts";
-export { parseBytes } from "./mirror.ts";
+export { MIRROR_LIMITS, MIRROR_METHODS, ON_LAG, parseBytes } from "./mirror.ts";
 export { raiseFileLimit } from "../ffi/mirror.ts";
 export { loadShim } from "../ffi/raw.ts";
 export { PermissionError } from "../ffi/permissions.ts";
