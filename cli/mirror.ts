@@ -5,10 +5,29 @@
  * @module
  */
 
-import { type ConnectionReport, mirror, type MirrorOptions, type MirrorStats } from "../mod.ts";
-import { parseBytes, parseTarget, raiseFileLimit } from "../lib/internal.ts";
+import {
+  type ConnectionReport,
+  mirror,
+  type MirrorOptions,
+  type MirrorServer,
+  type MirrorStats,
+} from "../mod.ts";
+import {
+  MIRROR_LIMITS,
+  MIRROR_METHODS,
+  ON_LAG,
+  parseBytes,
+  parseTarget,
+  raiseFileLimit,
+} from "../lib/internal.ts";
 import { parse } from "./common.ts";
 import { Exit, UsageError } from "./usage.ts";
+
+/** The one value of a flag that may be given once. */
+function once(flag: string, values: string[] | undefined): string | undefined {
+  if (values && values.length > 1) throw new UsageError(`--${flag} given ${values.length} times`);
+  return values?.[0];
+}
 
 function address(flag: string, value: string | undefined, role: "listen" | "destination") {
   if (value === undefined) {
@@ -29,8 +48,9 @@ function address(flag: string, value: string | undefined, role: "listen" | "dest
 function seconds(flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n) || n < 0) {
-    throw new UsageError(`--${flag} wants seconds (a number >= 0), not '${value}'`);
+  const max = MIRROR_LIMITS.seconds;
+  if (value.trim() === "" || !(n >= 0 && n <= max)) {
+    throw new UsageError(`--${flag} wants seconds (a number from 0 to ${max}), not '${value}'`);
   }
   return n;
 }
@@ -44,71 +64,87 @@ function whole(flag: string, value: string | undefined, max: number): number | u
   return n;
 }
 
+function maxLag(value: string): number {
+  let n: number;
+  try {
+    n = parseBytes(value);
+  } catch (e) {
+    throw new UsageError(`--max-lag: ${e instanceof Error ? e.message : e}`);
+  }
+  if (!(n >= 1 && n <= MIRROR_LIMITS.maxLag)) {
+    throw new UsageError(
+      `--max-lag must be from 1 byte to 1T (${MIRROR_LIMITS.maxLag}), not '${value}'`,
+    );
+  }
+  return n;
+}
+
+/** One of `choices`, or a usage error listing them. */
+function choice<T extends string>(flag: string, value: string | undefined, choices: readonly T[]) {
+  if (value === undefined) return undefined;
+  if (!(choices as readonly string[]).includes(value)) {
+    throw new UsageError(`--${flag} wants ${choices.join(", ")}, not '${value}'`);
+  }
+  return value as T;
+}
+
 /** Checks the flags and turns them into `MirrorOptions` (without callbacks). */
 export function mirrorOptions(args: string[]): MirrorOptions & { json: boolean } {
+  const single = { type: "string", multiple: true } as const;
   const { values } = parse({
     args,
     allowPositionals: false,
     options: {
-      listen: { type: "string" },
-      to: { type: "string" },
+      listen: single,
+      to: single,
       shadow: { type: "string", multiple: true },
-      "max-lag": { type: "string" },
-      "on-lag": { type: "string" },
-      sample: { type: "string" },
-      capture: { type: "string" },
-      method: { type: "string" },
-      "connect-timeout": { type: "string" },
-      "drain-timeout": { type: "string" },
-      "max-connections": { type: "string" },
-      threads: { type: "string" },
+      "max-lag": single,
+      "on-lag": single,
+      sample: single,
+      capture: single,
+      method: single,
+      "connect-timeout": single,
+      "drain-timeout": single,
+      "max-connections": single,
+      threads: single,
       json: { type: "boolean" },
     },
   });
+  const one = (flag: keyof typeof values & string) => once(flag, values[flag] as string[]);
   const options: MirrorOptions & { json: boolean } = {
-    listen: address("listen", values.listen, "listen"),
-    to: address("to", values.to, "destination"),
+    listen: address("listen", one("listen"), "listen"),
+    to: address("to", one("to"), "destination"),
     shadows: (values.shadow ?? []).map((s) => address("shadow", s, "destination")),
     json: values.json ?? false,
   };
-  if (options.shadows!.length > 8) throw new UsageError("at most 8 --shadow");
-  if (values["max-lag"] !== undefined) {
-    try {
-      options.maxLag = parseBytes(values["max-lag"]);
-    } catch (e) {
-      throw new UsageError(`--max-lag: ${e instanceof Error ? e.message : e}`);
-    }
-    if (options.maxLag < 1) throw new UsageError("--max-lag must be at least 1 byte");
+  if (options.shadows!.length > MIRROR_LIMITS.shadows) {
+    throw new UsageError(`at most ${MIRROR_LIMITS.shadows} --shadow`);
   }
-  const onLag = values["on-lag"];
-  if (onLag !== undefined) {
-    if (onLag !== "disconnect" && onLag !== "block") {
-      throw new UsageError(`--on-lag wants disconnect or block, not '${onLag}'`);
-    }
-    options.onLag = onLag;
-  }
-  if (values.sample !== undefined) {
-    const p = Number(values.sample.replace(/%$/, ""));
-    if (values.sample.trim() === "" || !(p >= 0 && p <= 100)) {
-      throw new UsageError(`--sample wants a percentage from 0 to 100, not '${values.sample}'`);
+  const lag = one("max-lag");
+  if (lag !== undefined) options.maxLag = maxLag(lag);
+  options.onLag = choice("on-lag", one("on-lag"), ON_LAG);
+  const sample = one("sample");
+  if (sample !== undefined) {
+    const p = Number(sample.replace(/%$/, ""));
+    if (sample.trim() === "" || !(p >= 0 && p <= 100)) {
+      throw new UsageError(`--sample wants a percentage from 0 to 100, not '${sample}'`);
     }
     options.sample = p;
   }
-  if (values.capture !== undefined) {
-    if (values.capture === "") throw new UsageError("--capture needs a directory");
-    options.capture = values.capture;
+  const capture = one("capture");
+  if (capture !== undefined) {
+    if (capture === "") throw new UsageError("--capture needs a directory");
+    options.capture = capture;
   }
-  const method = values.method;
-  if (method !== undefined) {
-    if (method !== "auto" && method !== "copy" && method !== "splice") {
-      throw new UsageError(`unknown method '${method}' (use auto, copy, splice)`);
-    }
-    options.method = method;
-  }
-  options.connectTimeout = seconds("connect-timeout", values["connect-timeout"]);
-  options.drainTimeout = seconds("drain-timeout", values["drain-timeout"]);
-  options.maxConnections = whole("max-connections", values["max-connections"], 1e9);
-  options.threads = whole("threads", values.threads, 64);
+  options.method = choice("method", one("method"), MIRROR_METHODS);
+  options.connectTimeout = seconds("connect-timeout", one("connect-timeout"));
+  options.drainTimeout = seconds("drain-timeout", one("drain-timeout"));
+  options.maxConnections = whole(
+    "max-connections",
+    one("max-connections"),
+    MIRROR_LIMITS.maxConnections,
+  );
+  options.threads = whole("threads", one("threads"), MIRROR_LIMITS.threads);
   return options;
 }
 
@@ -137,7 +173,11 @@ function summaryLine(listen: string, method: string, stats: MirrorStats): string
   return JSON.stringify({ summary: true, listen, method, ...stats });
 }
 
-/** Runs `onecopy mirror`; returns the exit code once SIGINT/SIGTERM has drained it. */
+/**
+ * Runs `onecopy mirror` until SIGINT/SIGTERM has drained it (exit 0), a
+ * second signal has cut the drain short (exit 130), or a loop failed (the
+ * error is thrown: one line, exit 1).
+ */
 export async function mirrorCommand(
   args: string[],
   out: (line: string) => void,
@@ -149,14 +189,28 @@ export async function mirrorCommand(
   } catch { /* keep the limit we have */ }
   if (json) options.onConnection = (r) => out(connectionLine(r));
   const stop = Promise.withResolvers<void>();
-  const onSignal = () => stop.resolve();
-  const signals = ["SIGINT", "SIGTERM"] as const;
-  for (const s of signals) Deno.addSignalListener(s, onSignal);
+  let server: MirrorServer | undefined;
+  let signals = 0;
+  let draining = false;
+  let cut = false;
+  const onSignal = () => {
+    signals++;
+    if (signals === 1) return stop.resolve();
+    // Again while draining: the operator wants out now.
+    if (draining && server) {
+      cut = true;
+      server.close({ drainTimeout: 0 }).catch(() => {/* reported by the first close() */});
+    }
+  };
+  const names = ["SIGINT", "SIGTERM"] as const;
+  for (const s of names) Deno.addSignalListener(s, onSignal);
   try {
-    const server = await mirror(options);
+    server = await mirror(options);
     err(`onecopy mirror: listening on ${server.url}`);
-    await stop.promise;
+    await Promise.race([stop.promise, server.closed]); // `closed` rejects if a loop failed
+    draining = true;
     const stats = await server.close();
+    draining = false;
     if (json) out(summaryLine(server.url, server.method, stats));
     else {
       err(
@@ -165,8 +219,8 @@ export async function mirrorCommand(
           `${stats.shadowsDropped} shadows dropped, ${stats.shadowsFailed} shadow failures`,
       );
     }
-    return Exit.ok;
+    return cut ? Exit.interrupted : Exit.ok;
   } finally {
-    for (const s of signals) Deno.removeSignalListener(s, onSignal);
+    for (const s of names) Deno.removeSignalListener(s, onSignal);
   }
 }

@@ -38,7 +38,8 @@ tee, where as in GNU tee it is a file named '-').
 Exit codes: 0 success; 1 a destination or the source failed (the others still
 got every byte); 2 usage error (1 for tee, as GNU tee); 130 interrupted
 (SIGINT); 141 tee only: an output pipe lost its reader (as SIGPIPE would).
-mirror exits 0 after SIGINT/SIGTERM has drained it.
+mirror exits 0 after SIGINT/SIGTERM has drained it, 130 if a second signal cut
+the drain short.
 
 onecopy help CMD shows the help of CMD.`,
 
@@ -123,19 +124,22 @@ Options:
       --listen ADDR          where clients connect
       --to ADDR              the primary; its replies go back to the client
       --shadow ADDR          a shadow; repeat for more (at most 8)
-      --max-lag BYTES        a shadow's backlog limit (default 1M; K, M, G suffixes)
+      --max-lag BYTES        a shadow's backlog limit, 1 byte to 1T (default 1M;
+                             K, M, G, T suffixes)
       --on-lag MODE          disconnect: drop a shadow past --max-lag for that
                              connection (default); block: the primary waits
       --sample PERCENT       mirror (shadows, capture) only this share of
                              connections, by a hash of the client address and port
-      --capture DIR          per mirrored connection, DIR/ID.c2s and DIR/ID.s2c
-                             plus a line in DIR/index.jsonl (see README)
+      --capture DIR          per mirrored connection, DIR/RUN/ID.c2s and
+                             DIR/RUN/ID.s2c (RUN: this run's own directory), plus
+                             a line in DIR/index.jsonl (see README)
       --method M             copy (read+write), splice (splice+tee) or auto: copy,
                              bulk flows switching to splice (default auto)
       --connect-timeout S    seconds a connect() may take (default 5)
       --drain-timeout S      on SIGINT/SIGTERM, seconds open connections get to
                              finish before they are closed (default 10)
-      --max-connections N    served at once; more wait in the listen backlog (default 10000)
+      --max-connections N    served at once, over all threads (default 10000);
+                             more wait in the listen backlog
       --threads N            event loops (threads) sharing the listener (default:
                              the number of CPUs, at most 4)
       --json                 one JSON line per finished connection on stdout, and
@@ -143,5 +147,6 @@ Options:
   -h, --help                 this help
 
 "onecopy mirror: listening on ADDR" goes to stderr once it accepts (the real
-port when 0 was asked). SIGINT/SIGTERM: stop accepting, drain, exit 0.`,
+port when 0 was asked). SIGINT/SIGTERM: refuse new clients, drain, exit 0; a
+second signal closes the open connections at once, exit 130.`,
 };

@@ -1,6 +1,7 @@
 /**
  * The shim's mirror loop (shim/mirror.zig): the only place that calls it, and
- * every result is checked here. The shared structs are in ffi/mirror_layout.ts.
+ * every result is checked here. The shared structs are in ffi/mirror_layout.ts,
+ * checked against the shim's own description by tests/raw_test.ts.
  *
  * @module
  */
@@ -14,9 +15,22 @@ export type MirrorStatusCode = (typeof MirrorStatus)[keyof typeof MirrorStatus];
 
 const statuses = new Set<number>(Object.values(MirrorStatus));
 
-/** Allocates the loop's state and epoll set from the settings already in `loop`. */
+function checkSize(loop: Uint8Array, what: string): void {
+  if (loop.length < LOOP.size) throw new RangeError(`${what}: the buffer is smaller than Loop`);
+}
+
+/** Sets a `Loop` to its defaults (every fd -1, the default knobs); then write its config. */
+export function mirrorDefaults(loop: Uint8Array): void {
+  checkSize(loop, "mirrorDefaults");
+  shim().oc_mirror_defaults(loop);
+}
+
+/**
+ * Checks the config in `loop` (EINVAL: a value outside its range, e.g. an
+ * unknown enum value, or no group) and allocates the loop's state and epoll set.
+ */
 export function mirrorInit(loop: Uint8Array): void {
-  if (loop.length < LOOP.size) throw new RangeError("mirrorInit: the buffer is smaller than Loop");
+  checkSize(loop, "mirrorInit");
   check(shim().oc_mirror_init(loop), "mirror_init");
 }
 
@@ -40,13 +54,6 @@ export function mirrorRelease(loop: Uint8Array): void {
 /** Raises this process's soft open-file limit to its hard limit; returns the new limit. */
 export function raiseFileLimit(): number {
   return check(shim().oc_raise_nofile(), "prlimit64");
-}
-
-/** The shim's own text of the mirror's struct layouts (`Name=size;Name.field=offset;`). */
-export function mirrorLayoutText(): string {
-  const buf = new Uint8Array(8192);
-  const n = check(shim().oc_mirror_layout(buf, BigInt(buf.length)), "mirror_layout");
-  return new TextDecoder().decode(buf.subarray(0, n));
 }
 
 /** The address of a buffer, for a pointer field the loop follows (keep the buffer referenced). */

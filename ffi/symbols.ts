@@ -103,7 +103,9 @@ export const symbols = {
   oc_hash_job_end: { parameters: ["buffer", "buffer"], result: "isize" },
   /** ssize_t oc_layout(char *out, size_t cap); the ABI description's length */
   oc_layout: { parameters: ["buffer", "usize"], result: "isize" },
-  /** ssize_t oc_mirror_init(struct Loop *loop); allocates the mirror's state and epoll set */
+  /** void oc_mirror_defaults(struct Loop *loop); every fd -1, the default knobs, no state */
+  oc_mirror_defaults: { parameters: ["buffer"], result: "void" },
+  /** ssize_t oc_mirror_init(struct Loop *loop); checks the config, allocates the state and epoll set */
   oc_mirror_init: { parameters: ["buffer"], result: "isize" },
   /** int32_t oc_mirror_run(struct Loop *loop, struct Report *reports); one batch, on a worker thread */
   oc_mirror_run: { parameters: ["buffer", "buffer"], result: "i32", nonblocking: true },
@@ -111,8 +113,6 @@ export const symbols = {
   oc_mirror_release: { parameters: ["buffer"], result: "isize" },
   /** ssize_t oc_raise_nofile(void); soft RLIMIT_NOFILE up to the hard limit; returns it */
   oc_raise_nofile: { parameters: [], result: "isize" },
-  /** ssize_t oc_mirror_layout(char *out, size_t cap); the mirror's struct layouts as text */
-  oc_mirror_layout: { parameters: ["buffer", "usize"], result: "isize" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The loaded library's symbols, typed. */

@@ -19,7 +19,7 @@ export {
   SIGXFSZ,
   statx,
 } from "../ffi/raw.ts";
-export { parseBytes } from "./mirror.ts";
+export { MIRROR_LIMITS, MIRROR_METHODS, ON_LAG, parseBytes } from "./mirror.ts";
 export { raiseFileLimit } from "../ffi/mirror.ts";
 export { PermissionError } from "../ffi/permissions.ts";
 export { createWriter } from "./fd.ts";

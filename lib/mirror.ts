@@ -6,27 +6,37 @@
  * its own bounded backlog (`maxLag`), past which it is dropped for that
  * connection (or, with `onLag: "block"`, the primary waits).
  *
- * The engine is one epoll loop in the shim (shim/mirror.zig) that owns the
- * listener and every connection; this module drives it in batches (one FFI
- * call each, on Deno's blocking threads), keeps the policy, and turns its
- * reports into `ConnectionReport`s, the capture index, and stats.
+ * The engine is an epoll loop in the shim (shim/mirror.zig), one per thread,
+ * the loops sharing the listener and each owning the connections it accepted;
+ * this module sets their knobs, drives each in batches (one FFI call each, on
+ * Deno's blocking threads), stops and drains them, and turns their reports
+ * into `ConnectionReport`s, the capture index, and stats.
  *
  * @module
  */
 
 import * as raw from "../ffi/raw.ts";
 import { errnoName, OnecopyError } from "../ffi/errors.ts";
-import { addressOf, mirrorInit, mirrorRelease, mirrorRun } from "../ffi/mirror.ts";
+import { addressOf, mirrorDefaults, mirrorInit, mirrorRelease, mirrorRun } from "../ffi/mirror.ts";
 import { StructView } from "../ffi/layout.ts";
 import {
+  CAPTURES,
+  GROUP,
   LOOP,
+  type LoopView,
+  MAX_LAG_MAX,
+  MAX_LOOPS,
   MAX_SHADOWS,
+  MirrorMethodCode,
   MirrorStatus,
   OnLagCode,
   OUTCOMES,
-  PEER,
+  type RawReport,
+  readReport,
   REPORT,
-  TARGET,
+  setGroup,
+  setTarget,
+  SLOTS_MAX,
 } from "../ffi/mirror_layout.ts";
 import { Fd, type Listener } from "./fd.ts";
 import { parseTarget, resolveHost, sockaddrIp, sockaddrUnix } from "./addr.ts";
@@ -36,6 +46,11 @@ export type OnLag = "disconnect" | "block";
 
 /** How the mirror moves bytes. See `MIRROR_METHODS` for the measurements behind `auto`. */
 export type MirrorMethod = "auto" | "copy" | "splice";
+
+// The names are the shim's own (ffi/mirror_layout.ts, checked against shim/mirror.zig): no more, no fewer.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never;
+const _onLagNames: Same<OnLag, keyof typeof OnLagCode> = true;
+const _methodNames: Same<MirrorMethod, keyof typeof MirrorMethodCode> = true;
 
 /** How one endpoint's part of a connection ended. */
 export type EndpointOutcome =
@@ -56,13 +71,16 @@ export interface MirrorOptions {
   to: string;
   /** Shadows that get the same client bytes (at most 8); their replies are dropped. */
   shadows?: string[];
-  /** A shadow's backlog limit in bytes; default 1 MiB. */
+  /** A shadow's backlog limit in bytes, 1 to 2^40 (1 TiB); default 1 MiB. */
   maxLag?: number;
   /** What a shadow past `maxLag` does; default `"disconnect"`. */
   onLag?: OnLag;
   /** Mirror (shadows and capture) only this percentage of connections, by a hash of the client address; default 100. */
   sample?: number;
-  /** A directory for per-connection capture files and `index.jsonl` (see README). */
+  /**
+   * A directory for captures: each run writes its files into its own
+   * subdirectory `RUN/` and appends one line per connection to `index.jsonl` (see README).
+   */
   capture?: string;
   /** Data path; default `"auto"`. */
   method?: MirrorMethod;
@@ -70,9 +88,16 @@ export interface MirrorOptions {
   connectTimeout?: number;
   /** Seconds `close()` lets open connections finish before closing them; default 10. */
   drainTimeout?: number;
-  /** Seconds a shadow may take to receive its backlog once the client is done; default 5. */
+  /**
+   * Seconds shadows get once the client and primary are done: to take the
+   * rest of their backlog, and to send their end (their replies are read
+   * meanwhile, so that closing does not reset them); default 5.
+   */
   shadowGrace?: number;
-  /** Connections served at once; more clients wait in the listen backlog. Default 10000. */
+  /**
+   * Connections served at once (over all threads), counting those whose
+   * client or primary is still open; more clients wait in the listen backlog. Default 10000.
+   */
   maxConnections?: number;
   /**
    * Event loops, each on its own thread, sharing the listener (a connection
@@ -119,8 +144,14 @@ export interface ConnectionReport {
   mirrored: boolean;
   /** One entry per shadow, in the order given. */
   shadows: ShadowReport[];
-  /** The capture files, if capturing: names inside the capture directory, with xxh64 of each. */
+  /**
+   * The capture files, if this connection was captured: names relative to the
+   * capture directory (`RUN/ID.c2s`), with the bytes and xxh64 of what was read
+   * from each side; `error` when a file stopped early (an errno name, or
+   * `wrote-nothing`).
+   */
   capture?: {
+    run: string;
     c2s: { file: string; bytes: number; xxh64: string };
     s2c: { file: string; bytes: number; xxh64: string };
     error?: string;
@@ -178,9 +209,23 @@ export interface MirrorStats {
  * are where copying through user space costs most, and where splice wins; a
  * 1-byte ping is the same either way (29 µs p50).
  */
-export const MIRROR_METHODS: readonly MirrorMethod[] = ["auto", "copy", "splice"];
+export const MIRROR_METHODS: readonly MirrorMethod[] =
+  (Object.keys(MirrorMethodCode) as MirrorMethod[])
+    .sort();
 
-const methodCodes = { copy: 0, splice: 1, auto: 2 } as const;
+/** What a full shadow backlog may do (`onLag`). */
+export const ON_LAG: readonly OnLag[] = Object.keys(OnLagCode) as OnLag[];
+
+/** The ranges of `MirrorOptions` (the CLI checks its flags against these too). */
+export const MIRROR_LIMITS = {
+  shadows: MAX_SHADOWS,
+  /** Bytes: 1 TiB, far beyond any memory, and far from wrapping the shim's sizes. */
+  maxLag: MAX_LAG_MAX,
+  /** Seconds of the timeouts: a year (their nanoseconds stay far below 2^64). */
+  seconds: 365 * 24 * 3600,
+  maxConnections: 1e9,
+  threads: MAX_LOOPS,
+} as const;
 
 /** One loop per CPU, at most 4: each loop is one thread moving bytes. */
 function defaultThreads(): number {
@@ -193,18 +238,18 @@ const window = 256 * 1024;
 const windowMax = MiB;
 const reportCap = 256;
 const budgetNs = 50_000_000;
+/** How long close() waits for the loops to stop accepting before it shuts the listener down. */
+const stopAcceptingMs = 2000;
 
-/** Parses a byte count with an optional K/M/G suffix (powers of 1024), e.g. `64K`, `1M`. */
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Parses a byte count with an optional K/M/G/T suffix (powers of 1024), e.g. `64K`, `1M`. */
 export function parseBytes(text: string): number {
-  const m = /^(\d+)([KMG]i?B?|B)?$/i.exec(text.trim());
+  const m = /^(\d+)([KMGT]i?B?|B)?$/i.exec(text.trim());
   if (!m) throw new TypeError(`not a byte count: '${text}' (e.g. 65536, 64K, 1M)`);
   const unit = (m[2] ?? "").charAt(0).toUpperCase();
-  const scale = unit === "K" ? 1024 : unit === "M" ? MiB : unit === "G" ? 1 << 30 : 1;
+  const scale = 1024 ** Math.max(0, "_KMGT".indexOf(unit));
   return Number(m[1]) * scale;
-}
-
-function u64(view: DataView, off: number): number {
-  return Number(view.getBigUint64(off, true));
 }
 
 /** RFC 5952 text of 8 groups: the longest run of two or more zero groups becomes `::`. */
@@ -236,37 +281,52 @@ export function formatSockaddr(addr: Uint8Array): string {
   return "unix";
 }
 
+/** A number option in [min, max] (a whole number if `whole`), or undefined. */
+function checkNumber(name: string, v: unknown, min: number, max: number, whole = false): void {
+  if (v === undefined) return;
+  if (typeof v !== "number" || Number.isNaN(v)) {
+    throw new TypeError(`mirror(): ${name} must be a number, not ${String(v)}`);
+  }
+  if (!(v >= min && v <= max) || (whole && !Number.isInteger(v))) {
+    const what = whole ? "a whole number" : "a number";
+    throw new RangeError(`mirror(): ${name} must be ${what} from ${min} to ${max}, not ${v}`);
+  }
+}
+
+function checkChoice(name: string, v: unknown, codes: object): void {
+  if (v === undefined) return;
+  if (typeof v !== "string" || !Object.hasOwn(codes, v)) {
+    const names = Object.keys(codes).map((k) => `"${k}"`).join(", ");
+    throw new TypeError(`mirror(): ${name} must be one of ${names}, not ${JSON.stringify(v)}`);
+  }
+}
+
 function checkOptions(o: MirrorOptions): void {
-  const shadows = o.shadows ?? [];
-  if (shadows.length > MAX_SHADOWS) throw new TypeError(`at most ${MAX_SHADOWS} shadows`);
-  const positive = (name: string, v: number | undefined, min = 0) => {
-    if (v !== undefined && !(Number.isFinite(v) && v >= min)) {
-      throw new TypeError(`${name} must be a number >= ${min}, not ${v}`);
+  if (o === null || typeof o !== "object") throw new TypeError("mirror() needs an options object");
+  for (const name of ["listen", "to"] as const) {
+    if (typeof o[name] !== "string" || o[name] === "") {
+      throw new TypeError(`mirror(): options.${name} is required (tcp://HOST:PORT or unix:PATH)`);
     }
-  };
-  positive("maxLag", o.maxLag, 1);
-  positive("connectTimeout", o.connectTimeout);
-  positive("drainTimeout", o.drainTimeout);
-  positive("shadowGrace", o.shadowGrace);
-  positive("maxConnections", o.maxConnections, 1);
-  if (
-    o.threads !== undefined && !(Number.isInteger(o.threads) && o.threads >= 1 && o.threads <= 64)
-  ) {
-    throw new TypeError(`threads must be a whole number from 1 to 64, not ${o.threads}`);
   }
-  if (o.maxConnections !== undefined && !Number.isInteger(o.maxConnections)) {
-    throw new TypeError(`maxConnections must be a whole number, not ${o.maxConnections}`);
+  const shadows: unknown = o.shadows ?? [];
+  if (!Array.isArray(shadows) || !shadows.every((s) => typeof s === "string")) {
+    throw new TypeError("mirror(): shadows must be an array of addresses (strings)");
   }
-  if (o.sample !== undefined && !(o.sample >= 0 && o.sample <= 100)) {
-    throw new TypeError(`sample must be a percentage from 0 to 100, not ${o.sample}`);
+  const L = MIRROR_LIMITS;
+  if (shadows.length > L.shadows) {
+    throw new RangeError(`mirror(): at most ${L.shadows} shadows, not ${shadows.length}`);
   }
-  if (o.onLag !== undefined && !(o.onLag in OnLagCode)) {
-    throw new TypeError(`onLag must be "disconnect" or "block", not ${JSON.stringify(o.onLag)}`);
-  }
-  if (o.method !== undefined && !MIRROR_METHODS.includes(o.method)) {
-    throw new TypeError(
-      `method must be "auto", "copy" or "splice", not ${JSON.stringify(o.method)}`,
-    );
+  checkNumber("maxLag", o.maxLag, 1, L.maxLag, true);
+  checkNumber("connectTimeout", o.connectTimeout, 0, L.seconds);
+  checkNumber("drainTimeout", o.drainTimeout, 0, L.seconds);
+  checkNumber("shadowGrace", o.shadowGrace, 0, L.seconds);
+  checkNumber("maxConnections", o.maxConnections, 1, L.maxConnections, true);
+  checkNumber("threads", o.threads, 1, L.threads, true);
+  checkNumber("sample", o.sample, 0, 100);
+  checkChoice("onLag", o.onLag, OnLagCode);
+  checkChoice("method", o.method, MirrorMethodCode);
+  if (o.capture !== undefined && (typeof o.capture !== "string" || o.capture === "")) {
+    throw new TypeError("mirror(): capture must be a directory path");
   }
 }
 
@@ -278,16 +338,76 @@ async function targetAddress(url: string): Promise<{ addr: Uint8Array; tcp: bool
   throw new TypeError(`${url}: not a tcp:// or unix: address`);
 }
 
-/** One event loop of the engine: its shared structs, wake fd and batch driver. */
+/** Where a run captures: its own directory (`RUN`) inside the capture directory, and the index. */
+interface CaptureFiles {
+  run: string;
+  dir: Fd;
+  index: Fd;
+  indexPath: string;
+}
+
+/** `DIR/RUN/`: RUN is the UTC start time and the pid, e.g. `20261129T231500Z-4242` (`-2`… if taken). */
+function makeRunDir(dir: string): string {
+  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+  for (let n = 1;; n++) {
+    const run = `${stamp}-${Deno.pid}${n > 1 ? `-${n}` : ""}`;
+    try {
+      Deno.mkdirSync(`${dir}/${run}`);
+      return run;
+    } catch (err) {
+      if (!(err instanceof Deno.errors.AlreadyExists) || n >= 1000) throw err;
+    }
+  }
+}
+
+/** Creates this run's capture directory and opens it and the index. */
+function openCapture(dir: string): CaptureFiles {
+  Deno.mkdirSync(dir, { recursive: true });
+  const run = makeRunDir(dir);
+  const path = `${dir}/${run}`;
+  // O_DIRECTORY differs between architectures (it is O_DIRECT on aarch64): statx says instead.
+  const fd = new Fd(raw.open(path, raw.O_RDONLY), { owned: true, label: path });
+  try {
+    if (raw.statx(fd.fd).type !== "dir") throw new Error(`${path}: not a directory`);
+    const indexPath = `${dir}/index.jsonl`;
+    return { run, dir: fd, index: Fd.create(indexPath, { append: true }), indexPath };
+  } catch (err) {
+    fd.close();
+    throw err;
+  }
+}
+
+/** The name an outcome has in reports (`skipped`: not used for this connection). */
+function outcomeName(code: number): EndpointOutcome {
+  const name = OUTCOMES[code];
+  if (name === undefined) throw new Error(`the mirror reported an unknown outcome ${code}`);
+  return code === 0 ? "skipped" : name.replace("_", "-") as EndpointOutcome;
+}
+
+/** One event loop of the engine: its shared structs, wake and kick fds, and batch driver. */
 class EventLoop {
   readonly bytes = new Uint8Array(LOOP.size);
   readonly reports = new Uint8Array(REPORT.size * reportCap);
-  readonly view = new StructView(this.bytes, 0, LOOP);
-  readonly wake = new Fd(raw.eventfd(), { owned: true, label: "mirror wake eventfd" });
+  readonly view: LoopView = new StructView(this.bytes, 0, LOOP);
+  readonly wake: Fd;
   /** Written by another loop of the group to hand this one the next client. */
-  readonly kick = new Fd(raw.eventfd(), { owned: true, label: "mirror kick eventfd" });
+  readonly kick: Fd;
   running?: Promise<void>;
+  /** Its batches have ended (done, or failed). */
+  stopped = false;
   released = false;
+
+  constructor() {
+    const wake = new Fd(raw.eventfd(), { owned: true, label: "mirror wake eventfd" });
+    try {
+      this.kick = new Fd(raw.eventfd(), { owned: true, label: "mirror kick eventfd" });
+    } catch (err) {
+      wake.close();
+      throw err;
+    }
+    this.wake = wake;
+    mirrorDefaults(this.bytes);
+  }
 
   /** Writes the wake eventfd: the loop returns from its batch at once. */
   poke(): void {
@@ -298,7 +418,7 @@ class EventLoop {
 
   /** Closes what this loop holds; the engine's state first. Safe twice. */
   release(): void {
-    if (!this.released && this.view.get("state") !== 0) mirrorRelease(this.bytes);
+    if (!this.released && this.view.get("mem") !== 0) mirrorRelease(this.bytes);
     this.released = true;
     this.wake.close();
     this.kick.close();
@@ -311,8 +431,9 @@ function total(loops: EventLoop[], field: keyof typeof LOOP.fields): number {
 }
 
 /**
- * A running mirror. `close()` stops accepting, lets open connections finish
- * for up to `drainTimeout` seconds, then closes the rest.
+ * A running mirror. `close()` stops accepting (new clients are refused at
+ * once), lets open connections finish for up to `drainTimeout` seconds, then
+ * closes the rest.
  */
 export class MirrorServer {
   /** The listening address, with the real port when 0 was asked. */
@@ -321,78 +442,89 @@ export class MirrorServer {
   readonly method: MirrorMethod;
   /** How many event loops (threads) serve connections. */
   readonly threads: number;
+  /**
+   * Settles once the mirror has stopped: with the final stats after `close()`,
+   * or rejected with the error when a loop failed (the mirror then closes
+   * itself at once). Rejections are handled: awaiting it is optional.
+   */
+  readonly closed: Promise<MirrorStats>;
   readonly #options: MirrorOptions;
   readonly #listener: Listener;
   readonly #loops: EventLoop[] = [];
-  /** The loops' `Peer`s (shim/mirror.zig): their loads and kick fds, read by each other. */
+  /** The loops' `Group` (shim/mirror.zig): their shared limit, loads and kick fds. */
   readonly #group: Uint8Array;
-  readonly #captureDir?: Fd;
-  readonly #index?: Fd;
+  readonly #capture?: CaptureFiles;
+  readonly #settle: { resolve: (s: MirrorStats) => void; reject: (e: Error) => void };
   #closing?: Promise<MirrorStats>;
+  #drainUntil = Infinity;
   #error?: Error;
+  #indexLost = false;
 
   /** Prefer `mirror()`. */
   constructor(
     options: MirrorOptions,
     listener: Listener,
     targets: { addr: Uint8Array; tcp: boolean }[],
-    capture?: { dir: Fd; index: Fd },
+    capture?: CaptureFiles,
   ) {
     this.#options = options;
     this.#listener = listener;
     this.url = listener.url;
     this.method = options.method ?? "auto";
     this.threads = options.threads ?? defaultThreads();
-    this.#captureDir = capture?.dir;
-    this.#index = capture?.index;
-    const maxConns = options.maxConnections ?? 10000;
-    this.#group = new Uint8Array(PEER.size * this.threads);
-    const groupAddress = addressOf(this.#group);
+    this.#capture = capture;
+    const closed = Promise.withResolvers<MirrorStats>();
+    this.closed = closed.promise;
+    this.closed.catch(() => {});
+    this.#settle = closed;
+    const limit = options.maxConnections ?? 10000;
+    this.#group = new Uint8Array(GROUP.size);
     try {
-      for (let k = 0; k < this.threads; k++) {
-        const loop = new EventLoop();
-        this.#loops.push(loop);
-        new StructView(this.#group, k * PEER.size, PEER).set("kick_fd", loop.kick.fd);
-        loop.view.set("group", groupAddress);
-        loop.view.set("group_len", this.threads);
-        loop.view.set("group_index", k);
-        const L = loop.view;
-        L.set("epoll_fd", -1);
-        L.set("listen_fd", listener.fd.fd);
-        L.set("wake_fd", loop.wake.fd);
-        L.set("capture_dir", capture ? capture.dir.fd : -1);
-        L.set("ntargets", targets.length);
-        L.set("on_lag", OnLagCode[options.onLag ?? "disconnect"]);
-        L.set("sample_bp", Math.round((options.sample ?? 100) * 100));
-        // The limit is split between the loops (each has its own table).
-        L.set("max_conns", Math.max(1, Math.ceil(maxConns / this.threads)));
-        L.set("accepting", 1);
-        L.set("report_cap", reportCap);
-        L.set("listen_tcp", listener.url.startsWith("tcp:") ? 1 : 0);
-        L.set("accept_batch", this.threads > 1 ? 4 : 64);
-        L.set("method", methodCodes[this.method]);
-        L.set("max_lag", options.maxLag ?? MiB);
-        L.set("window", window);
-        L.set("window_max", windowMax);
-        L.set("connect_timeout_ns", Math.round((options.connectTimeout ?? 5) * 1e9));
-        L.set("grace_ns", Math.round((options.shadowGrace ?? 5) * 1e9));
-        L.set("budget_ns", budgetNs);
-        L.set("id_base", k + 1);
-        L.set("id_step", this.threads);
-        const view = new DataView(loop.bytes.buffer);
-        targets.forEach((t, i) => {
-          const at = LOOP.fields.targets[0] + i * TARGET.size;
-          loop.bytes.set(t.addr, at);
-          view.setUint32(at + TARGET.fields.len[0], t.addr.length, true);
-          view.setUint32(at + TARGET.fields.tcp[0], t.tcp ? 1 : 0, true);
-        });
+      for (let k = 0; k < this.threads; k++) this.#loops.push(new EventLoop());
+      setGroup(this.#group, limit, this.#loops.map((l) => l.kick.fd));
+      this.#loops.forEach((loop, k) => {
+        this.#configure(loop, k, limit, targets);
         mirrorInit(loop.bytes);
-      }
+      });
     } catch (err) {
       for (const loop of this.#loops) loop.release();
       throw err;
     }
     for (const loop of this.#loops) loop.running = this.#run(loop);
+  }
+
+  /** Writes loop `k`'s config (its defaults are set). */
+  #configure(
+    loop: EventLoop,
+    k: number,
+    limit: number,
+    targets: { addr: Uint8Array; tcp: boolean }[],
+  ): void {
+    const o = this.#options;
+    const L = loop.view;
+    L.set("listen_fd", this.#listener.fd.fd);
+    L.set("wake_fd", loop.wake.fd);
+    L.set("capture_dir", this.#capture ? this.#capture.dir.fd : -1);
+    L.set("ntargets", targets.length);
+    targets.forEach((t, i) => setTarget(loop.bytes, i, t.addr, t.tcp));
+    L.set("on_lag", OnLagCode[o.onLag ?? "disconnect"]);
+    L.set("method", MirrorMethodCode[this.method]);
+    L.set("sample_bp", Math.round((o.sample ?? 100) * 100));
+    // Room for `limit` connections that count, and as many whose shadows are still drained.
+    L.set("slots", Math.min(2 * limit, SLOTS_MAX));
+    L.set("report_cap", reportCap);
+    L.set("listen_tcp", this.#listener.url.startsWith("tcp:") ? 1 : 0);
+    L.set("accept_batch", this.threads > 1 ? 4 : 64);
+    L.set("max_lag", o.maxLag ?? MiB);
+    L.set("window", window);
+    L.set("window_max", windowMax);
+    L.set("connect_timeout_ns", Math.round((o.connectTimeout ?? 5) * 1e9));
+    L.set("grace_ns", Math.round((o.shadowGrace ?? 5) * 1e9));
+    L.set("budget_ns", budgetNs);
+    L.set("id_base", k + 1);
+    L.set("id_step", this.threads);
+    L.set("group", addressOf(this.#group));
+    L.set("group_index", k);
   }
 
   /** The counters so far, summed over the loops. */
@@ -412,11 +544,23 @@ export class MirrorServer {
   }
 
   /**
-   * Stops accepting, waits up to `drainTimeout` seconds for open connections
-   * to finish, closes the rest, and resolves with the final stats. Safe twice.
+   * Stops accepting (new clients are refused from then on), waits up to
+   * `drainTimeout` seconds (default: the option's) for open connections to
+   * finish, closes the rest, and resolves with the final stats. Calling it
+   * again while it drains, with a shorter `drainTimeout` (0: now), cuts the
+   * drain short; every call returns the same promise.
    */
-  close(): Promise<MirrorStats> {
-    this.#closing ??= this.#close();
+  close(options: { drainTimeout?: number } = {}): Promise<MirrorStats> {
+    checkNumber("drainTimeout", options.drainTimeout, 0, MIRROR_LIMITS.seconds);
+    const seconds = options.drainTimeout ?? this.#options.drainTimeout ?? 10;
+    this.#drainUntil = Math.min(this.#drainUntil, Date.now() + seconds * 1000);
+    this.#closing ??= this.#close().then(
+      (stats) => (this.#settle.resolve(stats), stats),
+      (err) => {
+        this.#settle.reject(err);
+        throw err;
+      },
+    );
     return this.#closing;
   }
 
@@ -430,9 +574,9 @@ export class MirrorServer {
       loop.view.set("accepting", 0);
       loop.poke();
     }
-    const deadline = Date.now() + (this.#options.drainTimeout ?? 10) * 1000;
-    while (this.stats().active > 0 && !this.#error && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 20));
+    await this.#refuseNewClients();
+    while (this.stats().active > 0 && !this.#error && Date.now() < this.#drainUntil) {
+      await sleep(20);
     }
     for (const loop of this.#loops) {
       loop.view.set("abort", 1);
@@ -448,30 +592,63 @@ export class MirrorServer {
         Deno.removeSync(path); // the socket file would make the next listen fail
       } catch { /* gone already, or no permission */ }
     }
-    this.#index?.close();
-    this.#captureDir?.close();
+    this.#capture?.index.close();
+    this.#capture?.dir.close();
     if (this.#error) throw this.#error;
     return stats;
   }
 
-  async #run(loop: EventLoop): Promise<void> {
+  /**
+   * Once no loop accepts any more, shuts the listener down: the kernel then
+   * refuses new clients instead of queueing them until the drain ends (TCP
+   * also resets the ones queued). The fd stays open until the loops are gone.
+   */
+  async #refuseNewClients(): Promise<void> {
+    const deadline = Date.now() + stopAcceptingMs;
+    const listening = () => this.#loops.some((l) => !l.stopped && l.view.get("listening") !== 0);
+    while (listening() && Date.now() < deadline) await sleep(2);
+    const fd = this.#listener.fd.fd;
+    try {
+      raw.shutdown(fd, raw.SHUT_RDWR);
+    } catch { /* not supported: clients wait in the backlog until the end */ }
+    // A Unix listener keeps the clients it had queued: close them (they see their end).
     for (;;) {
-      const status = await mirrorRun(loop.bytes, loop.reports);
-      this.#takeReports(loop);
-      if (status === MirrorStatus.done) return;
-      if (status === MirrorStatus.failed) {
-        this.#error = new OnecopyError("epoll_wait", loop.view.get("err"), "mirror");
-        return;
+      try {
+        raw.close(raw.accept4(fd, raw.SOCK_CLOEXEC | raw.SOCK_NONBLOCK));
+      } catch {
+        break; // EAGAIN (none left), or EINVAL (TCP: none kept)
       }
     }
   }
 
+  async #run(loop: EventLoop): Promise<void> {
+    try {
+      for (;;) {
+        const status = await mirrorRun(loop.bytes, loop.reports);
+        this.#takeReports(loop);
+        if (status === MirrorStatus.done) return;
+        if (status === MirrorStatus.failed) {
+          throw new OnecopyError("epoll_wait", loop.view.get("err"), "mirror");
+        }
+      }
+    } catch (err) {
+      this.#fail(err instanceof Error ? err : new Error(String(err)));
+    } finally {
+      loop.stopped = true;
+    }
+  }
+
+  /** A loop failed: the mirror cannot serve as configured, so it closes itself now. */
+  #fail(err: Error): void {
+    this.#error ??= err;
+    this.close({ drainTimeout: 0 }).catch(() => {/* settled through `closed` */});
+  }
+
   #takeReports(loop: EventLoop): void {
     const n = loop.view.get("nreports");
-    loop.view.set("nreports", 0);
     for (let k = 0; k < n; k++) {
-      const report = this.#report(loop.reports, k);
-      if (this.#index && report.capture) this.#writeIndex(report);
+      const report = this.#report(readReport(loop.reports, k));
+      if (report.capture) this.#writeIndex(report);
       try {
         this.#options.onConnection?.(report);
       } catch (err) {
@@ -483,70 +660,72 @@ export class MirrorServer {
     }
   }
 
-  #report(reports: Uint8Array, k: number): ConnectionReport {
-    const base = k * REPORT.size;
-    const view = new DataView(reports.buffer, base, REPORT.size);
-    const f = REPORT.fields;
-    const outcome = (code: number): EndpointOutcome =>
-      code === 0 ? "skipped" : OUTCOMES[code] as EndpointOutcome;
+  #report(r: RawReport): ConnectionReport {
     const error = (errno: number) => (errno ? { error: errnoName(errno) } : {});
-    const id = u64(view, f.id[0]);
-    const addrLen = view.getUint32(f.addr_len[0], true);
-    const addr = reports.slice(base + f.addr[0], base + f.addr[0] + addrLen);
-    const mirrored = view.getUint32(f.mirrored[0], true) === 1;
-    const shadows = (this.#options.shadows ?? []).map((target, s) => ({
-      target,
-      bytes: u64(view, f.shadow_bytes[0] + 8 * s),
-      outcome: outcome(view.getUint32(f.shadow_outcome[0] + 4 * s, true)),
-      ...error(view.getInt32(f.shadow_errno[0] + 4 * s, true)),
-    }));
     const report: ConnectionReport = {
-      id,
-      client: formatSockaddr(addr),
-      start: u64(view, f.start_ns[0]) / 1e6,
-      end: u64(view, f.end_ns[0]) / 1e6,
-      bytesIn: u64(view, f.bytes_in[0]),
-      bytesOut: u64(view, f.bytes_out[0]),
-      toPrimary: u64(view, f.to_primary[0]),
-      clientOutcome: outcome(view.getUint32(f.client_outcome[0], true)),
+      id: r.id,
+      client: formatSockaddr(r.addr),
+      start: r.startNs / 1e6,
+      end: r.endNs / 1e6,
+      bytesIn: r.bytesIn,
+      bytesOut: r.bytesOut,
+      toPrimary: r.toPrimary,
+      clientOutcome: outcomeName(r.clientOutcome),
       primary: {
         target: this.#options.to,
-        outcome: outcome(view.getUint32(f.primary_outcome[0], true)),
-        ...error(view.getInt32(f.primary_errno[0], true)),
+        outcome: outcomeName(r.primaryOutcome),
+        ...error(r.primaryErrno),
       },
-      mirrored,
-      shadows,
+      mirrored: r.mirrored,
+      shadows: (this.#options.shadows ?? []).map((target, s) => ({
+        target,
+        bytes: r.shadows[s].bytes,
+        outcome: outcomeName(r.shadows[s].outcome),
+        ...error(r.shadows[s].errno),
+      })),
     };
-    if (this.#captureDir && mirrored) {
-      const hexOf = (off: number) => view.getBigUint64(off, true).toString(16).padStart(16, "0");
-      const captureErrno = view.getInt32(f.capture_errno[0], true);
+    const capture = CAPTURES[r.capture];
+    if (this.#capture && capture !== "off") {
+      const hex = (h: bigint) => h.toString(16).padStart(16, "0");
+      const run = this.#capture.run;
       report.capture = {
-        c2s: { file: `${id}.c2s`, bytes: report.bytesIn, xxh64: hexOf(f.hash_in[0]) },
-        s2c: {
-          file: `${id}.s2c`,
-          bytes: u64(view, f.from_primary[0]),
-          xxh64: hexOf(f.hash_out[0]),
-        },
-        ...(captureErrno ? { error: errnoName(captureErrno) } : {}),
+        run,
+        c2s: { file: `${run}/${r.id}.c2s`, bytes: r.bytesIn, xxh64: hex(r.hashIn) },
+        s2c: { file: `${run}/${r.id}.s2c`, bytes: r.fromPrimary, xxh64: hex(r.hashOut) },
+        ...(capture === "failed" ? error(r.captureErrno) : {}),
+        ...(capture === "wrote_nothing" ? { error: "wrote-nothing" } : {}),
       };
     }
     return report;
   }
 
   #writeIndex(report: ConnectionReport): void {
+    const c = report.capture!;
     const line = JSON.stringify({
       id: report.id,
+      run: c.run,
       client: report.client,
       start: new Date(report.start).toISOString(),
       end: new Date(report.end).toISOString(),
-      c2s: report.capture!.c2s,
-      s2c: report.capture!.s2c,
-      ...(report.capture!.error ? { error: report.capture!.error } : {}),
+      c2s: c.c2s,
+      s2c: c.s2c,
+      ...(c.error ? { error: c.error } : {}),
     }) + "\n";
     const bytes = new TextEncoder().encode(line);
     try {
-      for (let off = 0; off < bytes.length;) off += raw.write(this.#index!.fd, bytes.subarray(off));
-    } catch { /* a full disk loses index lines, never the proxy */ }
+      for (let off = 0; off < bytes.length;) {
+        off += raw.write(this.#capture!.index.fd, bytes.subarray(off));
+      }
+    } catch (err) {
+      // A full disk loses index lines, never the proxy: say so once.
+      if (!this.#indexLost) {
+        this.#indexLost = true;
+        const why = err instanceof Error ? err.message : String(err);
+        console.error(
+          `onecopy mirror: ${this.#capture!.indexPath}: index lines are being lost: ${why}`,
+        );
+      }
+    }
   }
 }
 
@@ -572,22 +751,10 @@ export async function mirror(options: MirrorOptions): Promise<MirrorServer> {
   checkOptions(options);
   const targets = await Promise.all([options.to, ...(options.shadows ?? [])].map(targetAddress));
   const listener = await Fd.listen(options.listen, 4096);
-  let capture: { dir: Fd; index: Fd } | undefined;
+  let capture: CaptureFiles | undefined;
   try {
     raw.setNonBlocking(listener.fd.fd, true); // the loop accepts until EAGAIN
-    if (options.capture !== undefined) {
-      Deno.mkdirSync(options.capture, { recursive: true });
-      const dir = new Fd(raw.open(options.capture, raw.O_RDONLY | O_DIRECTORY), {
-        owned: true,
-        label: options.capture,
-      });
-      try {
-        capture = { dir, index: Fd.create(`${options.capture}/index.jsonl`, { append: true }) };
-      } catch (err) {
-        dir.close();
-        throw err;
-      }
-    }
+    if (options.capture !== undefined) capture = openCapture(options.capture);
     return new MirrorServer(options, listener, targets, capture);
   } catch (err) {
     capture?.index.close();
@@ -596,5 +763,3 @@ export async function mirror(options: MirrorOptions): Promise<MirrorServer> {
     throw err;
   }
 }
-
-const O_DIRECTORY = 0o200000;

@@ -8,6 +8,7 @@ const root = @import("onecopy.zig");
 const sys = @import("sys.zig");
 const hash = @import("hash.zig");
 const engine = @import("engine.zig");
+const mirror = @import("mirror.zig");
 
 const print = std.fmt.comptimePrint;
 
@@ -74,12 +75,25 @@ fn constants() []const u8 {
     });
 }
 
+/// The mirror's side (shim/mirror.zig; ffi/mirror_layout.ts on the TypeScript side).
+fn mirrorDescription() []const u8 {
+    return structOf(mirror.Loop, "Loop") ++ structOf(mirror.Target, "Target") ++
+        structOf(mirror.Group, "Group") ++ structOf(mirror.Peer, "Peer") ++
+        structOf(mirror.Report, "Report") ++
+        enumOf(mirror.Status, "MirrorStatus") ++ enumOf(mirror.OnLag, "OnLag") ++
+        enumOf(mirror.Method, "MirrorMethod") ++ enumOf(mirror.Outcome, "Outcome") ++
+        enumOf(mirror.Capture, "Capture") ++
+        print("const.max_shadows={d};const.max_loops={d};const.max_lag_max={d};const.slots_max={d};", .{
+        mirror.max_shadows, mirror.max_loops, mirror.max_lag_max, mirror.slots_max,
+    });
+}
+
 const description = blk: {
-    @setEvalBranchQuota(100_000);
+    @setEvalBranchQuota(200_000);
     var s: []const u8 = structOf(engine.Job, "Job") ++ structOf(engine.Dest, "Dest") ++
         enumOf(engine.Source, "Source") ++ enumOf(engine.Feed, "Feed") ++
         enumOf(engine.Status, "Status") ++ enumOf(engine.Call, "Call") ++
-        enumOf(hash.Alg, "HashAlg") ++ constants();
+        enumOf(hash.Alg, "HashAlg") ++ constants() ++ mirrorDescription();
     for (root.modules) |m| s = s ++ functionsOf(m);
     break :blk s;
 };
@@ -97,4 +111,7 @@ test "every export is described, with the C types it takes" {
     try std.testing.expect(std.mem.indexOf(u8, description, "fn.oc_read=i32,buffer,usize>isize;") != null);
     try std.testing.expect(std.mem.indexOf(u8, description, "fn.oc_layout=buffer,usize>isize;") != null);
     try std.testing.expect(std.mem.indexOf(u8, description, "enum.Status.done=0;") != null);
+    try std.testing.expect(std.mem.indexOf(u8, description, "fn.oc_mirror_run=buffer,buffer>i32;") != null);
+    try std.testing.expect(std.mem.indexOf(u8, description, "Loop.on_lag=") != null);
+    try std.testing.expect(std.mem.indexOf(u8, description, "enum.Outcome.lagged_out=2;") != null);
 }

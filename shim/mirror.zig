@@ -1,8 +1,21 @@
-//! The mirror engine: one epoll loop that owns a listener and every connection
-//! it accepts, run in batches by TypeScript (one FFI call per batch, like the
-//! fan-out loop). TypeScript sets the policy in `Loop` (targets, max lag, what
-//! a full backlog does, sampling, timeouts) and receives one `Report` per
-//! finished connection; nothing here crosses FFI per chunk or per connection.
+//! The mirror engine: an epoll loop that accepts clients from a listener and
+//! owns every connection it accepted, run in batches by TypeScript (one FFI
+//! call per batch, like the fan-out loop). Several loops, one per thread, may
+//! share one listener (EPOLLEXCLUSIVE): they form a `Group`, which holds the
+//! connection limit they share and each loop's load, so that the least loaded
+//! loop takes the next client (`acceptSome`).
+//!
+//! The shared `Loop` is split by owner: `config` is written by TypeScript
+//! before `oc_mirror_init` (after `oc_mirror_defaults`) and only read here;
+//! `control` is written by TypeScript while the loop runs (then it wakes the
+//! loop); `state` is the loop's own, only read by TypeScript. Finished
+//! connections come back as `Report`s; nothing crosses FFI per chunk or per
+//! connection.
+//!
+//! Unlike the fan-out loop, some policy lives here, because it acts on every
+//! event: dropping a lagging shadow, `auto`'s switch to splice, sampling, the
+//! shadows' grace and the hand-off to a less loaded loop. TypeScript sets the
+//! knobs (`LoopConfig`).
 //!
 //! A connection is a set of endpoints joined by directed flows, so that a
 //! broadcast hub can reuse it (one source flow, many sinks):
@@ -11,10 +24,14 @@
 //!   endpoint 2… the shadows              sinks of flow 0; their replies are read and dropped
 //! A flow owns a ring buffer: the source is read() into it once (the one
 //! stable copy) and each sink is write()n from it at its own pace. Positions
-//! are absolute stream offsets (`tail` for the source, `done` per sink), so a
-//! partial count is just a smaller step. The ring lives only while it holds
-//! bytes: an idle connection owns no buffer (1000 idle connections cost their
-//! sockets and ~1 KiB of table each).
+//! are absolute stream offsets, so a partial count is just a smaller step:
+//!   tail      bytes read from the source
+//!   done      per sink: bytes written into it            done <= tail
+//!   fed       per spliced shadow: bytes tee()d into its pipe   done <= fed <= tail
+//!   cap_done  bytes written to the capture file          cap_done <= tail
+//! and the ring holds [flowLow, tail), so tail - flowLow <= cap (`assertFlow`).
+//! The ring lives only while it holds bytes: an idle connection owns no buffer
+//! (1000 idle connections cost their sockets and ~1 KiB of table each).
 //!
 //! Isolation: essential sinks (the primary, the client) bound how far the
 //! source may run ahead (`window`): they are back-pressure. A shadow never is:
@@ -22,16 +39,30 @@
 //! for this connection (`on_lag = disconnect`), or, with `on_lag = block`, it
 //! bounds the source like an essential sink. Bytes are never skipped.
 //!
-//! Half-close: the source's EOF becomes shutdown(SHUT_WR) on each sink once it
-//! has every byte. A reset (ECONNRESET, EPIPE) is propagated as a reset
-//! (SO_LINGER 0 then close). The client and primary are closed when both
-//! flows have ended; shadows then get `grace_ns` to take their backlog.
+//! The life of a connection: accepted (it takes a place under the group's
+//! limit) → connected → bytes flow → half-closes: the source's EOF becomes
+//! shutdown(SHUT_WR) on each sink once it has every byte; a reset (ECONNRESET,
+//! EPIPE) is propagated as a reset (SO_LINGER 0 then close) → the client and
+//! primary are closed once both flows have ended (the connection gives its
+//! place back: only the shadows are left) → each shadow that has its whole
+//! stream is read until its own EOF (its replies are dropped, but closing with
+//! them unread would reset it and cut what it has not read yet), each for at
+//! most `grace_ns` → finished: every fd closed → reported: its slot is free.
 const std = @import("std");
 const linux = std.os.linux;
 const sys = @import("sys.zig");
+const E = sys.E;
 const Xxh64 = std.hash.XxHash64;
 
 pub const max_shadows = 8;
+/// Loops in one group (TypeScript's `threads` is at most this).
+pub const max_loops = 64;
+/// The largest `max_lag`, 1 TiB: a backlog beyond any memory, and ring sizes
+/// (`max_lag + window`, rounded up to a power of two) stay far from overflow.
+pub const max_lag_max: u64 = 1 << 40;
+/// The most connection slots of one loop: a slot is 24 bits of an epoll tag,
+/// and the table (mapped, touched only as far as it is used) stays modest.
+pub const slots_max: u32 = 1 << 20;
 const max_eps = 2 + max_shadows;
 const client = 0;
 const primary = 1;
@@ -43,16 +74,34 @@ pub const Status = enum(i32) {
     again = 0,
     /// TypeScript wrote to the wake eventfd.
     woken = 1,
-    /// Reports are waiting in the report array (`Loop.nreports`).
+    /// Reports are waiting in the report array (`state.nreports`).
     events = 2,
     /// `abort` was asked and every connection is closed and reported.
     done = 3,
-    /// epoll itself failed (`Loop.err`); nothing else can go on.
+    /// epoll itself failed (`state.err`), or the loop was never initialised:
+    /// nothing else can go on.
     failed = 4,
 };
 
 /// What a full shadow backlog does.
-pub const OnLag = enum(u32) { disconnect = 0, block = 1 };
+pub const OnLag = enum(u32) {
+    /// Drop that shadow for this connection (with a reset).
+    disconnect = 0,
+    /// The source is not read until the shadow has room again.
+    block = 1,
+};
+
+/// The data paths (see `flowStep` and `spliceStep`).
+pub const Method = enum(u32) {
+    /// read() into the flow's ring, write() to each sink.
+    copy = 0,
+    /// splice() into a stage pipe, tee() to each shadow's pipe, splice() out.
+    splice = 1,
+    /// copy, and a flow that turns out to be bulk (its window grew to
+    /// `window_max`) switches to splice once its ring is empty: small flows
+    /// need no pipes, bulk flows move pages instead of copying them.
+    auto = 2,
+};
 
 /// How an endpoint's part of a connection ended (reported per endpoint).
 pub const Outcome = enum(u32) {
@@ -68,92 +117,131 @@ pub const Outcome = enum(u32) {
     timeout = 4,
     /// Reset by the peer, or by us to propagate a reset.
     reset = 5,
-    /// Another error (errno in the report).
+    /// Another error (errno in the report), e.g. socket() out of fds.
     failed = 6,
     /// Closed by `abort` (drain timeout).
     aborted = 7,
 };
 
+/// How a connection's capture ended.
+pub const Capture = enum(u32) {
+    /// Not captured: no capture directory, or the connection was not sampled.
+    off = 0,
+    /// Both files hold every byte of their direction.
+    complete = 1,
+    /// open() or write() failed (`capture_errno`): a file stopped there.
+    failed = 2,
+    /// write() accepted no bytes and gave no errno: a file stopped there.
+    wrote_nothing = 3,
+};
+
 /// Where to connect: a sockaddr (in, in6 or un) and whether it is TCP.
 pub const Target = extern struct {
-    addr: [112]u8,
-    len: u32,
-    tcp: u32,
+    addr: [112]u8 = [_]u8{0} ** 112,
+    len: u32 = 0,
+    tcp: u32 = 0,
 };
 
-/// Shared with TypeScript (ffi/layout.ts). TypeScript writes the settings
-/// before `oc_mirror_init` and `accepting`/`abort` at any time (then wakes the
-/// loop); the engine writes the counters and `nreports`.
-pub const Loop = extern struct {
-    epoll_fd: i32,
-    listen_fd: i32,
-    wake_fd: i32,
-    capture_dir: i32,
-    ntargets: u32,
-    on_lag: u32,
-    sample_bp: u32,
-    max_conns: u32,
-    accepting: u32,
-    abort: u32,
-    nreports: u32,
-    report_cap: u32,
-    err: i32,
-    err_call: u32,
-    listen_tcp: u32,
+/// What TypeScript asks for; the loop only reads it.
+pub const LoopConfig = extern struct {
+    listen_fd: i32 = -1,
+    /// An eventfd TypeScript writes to end a batch at once.
+    wake_fd: i32 = -1,
+    /// The capture directory (this run's), or -1.
+    capture_dir: i32 = -1,
+    /// The primary and the shadows in `targets`.
+    ntargets: u32 = 0,
+    on_lag: OnLag = .disconnect,
+    method: Method = .auto,
+    /// The mirrored share of clients, in basis points (10000: all).
+    sample_bp: u32 = 10_000,
+    /// Connection slots: room for the connections that count against the
+    /// group's limit and for those whose shadows are still being drained.
+    slots: u32 = 0,
+    report_cap: u32 = 0,
+    listen_tcp: u32 = 0,
     /// Clients accepted per listener event. 1 when loops share the listener:
     /// each arrival then wakes a loop that is waiting, so the load spreads.
-    accept_batch: u32,
-    max_lag: u64,
-    window: u64,
-    connect_timeout_ns: u64,
-    grace_ns: u64,
-    budget_ns: u64,
-    state: u64,
-    accepted: u64,
-    active: u64,
-    closed: u64,
-    primary_failed: u64,
-    shadow_dropped: u64,
-    shadow_failed: u64,
-    bytes_in: u64,
-    bytes_out: u64,
-    accept_errors: u64,
-    targets: [1 + max_shadows]Target,
-    /// Connection ids are id_base, id_base + id_step, …: loops that share a
-    /// listener (one per core) number their connections apart.
-    id_base: u64,
-    id_step: u64,
-    /// The loops sharing the listener (`group_len` Peers, this one at
-    /// `group_index`): each publishes how many connections it holds, and the
-    /// least loaded takes the next client (see `acceptSome`).
-    group: u64,
-    group_len: u32,
-    group_index: u32,
-    /// `Method`: how bytes move.
-    method: u32,
+    accept_batch: u32 = 1,
     /// A bulk flow's read window grows from `window` up to this (a power of two).
-    window_max: u32,
+    window_max: u32 = 1 << 20,
+    max_lag: u64 = 1 << 20,
+    window: u64 = 256 * 1024,
+    connect_timeout_ns: u64 = 5_000_000_000,
+    /// How long shadows may take to finish once the client and primary have.
+    grace_ns: u64 = 5_000_000_000,
+    budget_ns: u64 = 50_000_000,
+    /// Connection ids are id_base, id_base + id_step, …: loops that share a
+    /// listener number their connections apart.
+    id_base: u64 = 1,
+    id_step: u64 = 1,
+    /// The `Group` of the loops sharing the listener (TypeScript's memory).
+    group: u64 = 0,
+    /// This loop's `Peer` in the group.
+    group_index: u32 = 0,
+    _pad: u32 = 0,
+    targets: [1 + max_shadows]Target = [_]Target{.{}} ** (1 + max_shadows),
 };
 
-/// The data paths (see `flowStep` and `spliceStep`).
-pub const Method = enum(u32) {
-    /// read() into the flow's ring, write() to each sink.
-    copy = 0,
-    /// splice() into a stage pipe, tee() to each shadow's pipe, splice() out.
-    splice = 1,
-    /// copy, and a flow that turns out to be bulk (its window grew to
-    /// `window_max`) switches to splice once its ring is empty: small flows
-    /// need no pipes, bulk flows move pages instead of copying them.
-    auto = 2,
+/// What TypeScript changes while the loop runs (then it writes the wake fd).
+pub const LoopControl = extern struct {
+    /// 0: take no new clients (the drain).
+    accepting: u32 = 1,
+    /// 1: close every connection now, report them, and return `done`.
+    abort: u32 = 0,
+};
+
+/// The loop's own: TypeScript only reads it.
+pub const LoopState = extern struct {
+    epoll_fd: i32 = -1,
+    /// 1 while the listener is in this loop's epoll set. TypeScript shuts the
+    /// listener down (new clients are refused) once every loop shows 0.
+    listening: u32 = 0,
+    /// Reports written into the report array by this `oc_mirror_run`.
+    nreports: u32 = 0,
+    /// `Status.failed`: epoll_pwait's errno.
+    err: i32 = 0,
+    /// The engine's memory (`State`), 0 before init and after release.
+    mem: u64 = 0,
+    accepted: u64 = 0,
+    /// Connections not yet finished (their shadows may still be drained).
+    active: u64 = 0,
+    closed: u64 = 0,
+    primary_failed: u64 = 0,
+    shadow_dropped: u64 = 0,
+    shadow_failed: u64 = 0,
+    bytes_in: u64 = 0,
+    bytes_out: u64 = 0,
+    accept_errors: u64 = 0,
+};
+
+/// Shared with TypeScript (ffi/mirror_layout.ts, checked against abi.zig).
+pub const Loop = extern struct {
+    config: LoopConfig = .{},
+    control: LoopControl = .{},
+    state: LoopState = .{},
 };
 
 /// One loop of a group, as the others see it.
 pub const Peer = extern struct {
     /// Connections it holds (written by it only, read by every loop).
-    used: u64,
+    used: u64 = 0,
     /// An eventfd it watches: written to hand it the next client.
-    kick_fd: i32,
-    _pad: u32,
+    kick_fd: i32 = -1,
+    _pad: u32 = 0,
+};
+
+/// The loops sharing one listener (TypeScript's memory; every loop reads and
+/// writes it atomically).
+pub const Group = extern struct {
+    /// Connections counting against `limit` now, over every loop: those whose
+    /// client or primary is still open. A place is reserved before accept4.
+    counted: u64 = 0,
+    /// `--max-connections`.
+    limit: u64 = 0,
+    npeers: u32 = 0,
+    _pad: u32 = 0,
+    peers: [max_loops]Peer = [_]Peer{.{}} ** max_loops,
 };
 
 /// One finished connection, as TypeScript reads it.
@@ -167,17 +255,17 @@ pub const Report = extern struct {
     from_primary: u64,
     hash_in: u64,
     hash_out: u64,
-    client_outcome: u32,
+    client_outcome: Outcome,
     client_errno: i32,
-    primary_outcome: u32,
+    primary_outcome: Outcome,
     primary_errno: i32,
     mirrored: u32,
-    captured: u32,
+    capture: Capture,
     capture_errno: i32,
     addr_len: u32,
     addr: [32]u8,
     shadow_bytes: [max_shadows]u64,
-    shadow_outcome: [max_shadows]u32,
+    shadow_outcome: [max_shadows]Outcome,
     shadow_errno: [max_shadows]i32,
 };
 
@@ -235,7 +323,7 @@ const Flow = struct {
     pipe_w: i32 = -1,
     /// This flow moves bytes by the splice path (`spliceStep`).
     spliced: bool = false,
-    /// auto: this flow stays on the copy path (see `trySplice`).
+    /// This flow stays on the copy path (see `trySplice`).
     no_splice: bool = false,
     /// copy path: how far the source may run ahead of an essential sink (0:
     /// `window`). Doubled, up to `window_max`, each time a read fills it: a
@@ -246,16 +334,24 @@ const Flow = struct {
     busy: bool = false,
 };
 
+fn hasSink(f: *const Flow, i: usize) bool {
+    return f.sinks & (@as(u16, 1) << @intCast(i)) != 0;
+}
+
 const Conn = struct {
     gen: u32 = 0,
     /// Next slot in the free list or the report queue.
     next: u32 = nil,
     in_use: bool = false,
-    /// On the ready list (to be pumped).
+    /// On the ready list. Kept when the slot is reused, so that a slot has at
+    /// most one entry there in its whole life: the list never outgrows `nslots`.
     queued: bool = false,
     /// Every fd closed; waiting to be reported.
     finished: bool = false,
+    /// Holds a place under the group's limit (its client or primary is open).
+    counted: bool = false,
     mirrored: bool = false,
+    capture: Capture = .off,
     capture_errno: i32 = 0,
     id: u64 = 0,
     start_ns: u64 = 0,
@@ -271,7 +367,7 @@ const Conn = struct {
 const nil: u32 = std.math.maxInt(u32);
 const pool_max = 32;
 
-/// The engine's own memory (one mmap), found through `Loop.state`.
+/// The engine's own memory (one mmap), found through `state.mem`.
 const State = struct {
     conns: [*]Conn,
     ready: [*]u32,
@@ -297,46 +393,23 @@ const State = struct {
     mem_len: usize = 0,
 };
 
-const EPOLLIN: u32 = 0x1;
-const EPOLLOUT: u32 = 0x4;
-const EPOLLERR: u32 = 0x8;
-const EPOLLHUP: u32 = 0x10;
-const EPOLLRDHUP: u32 = 0x2000;
-const EPOLLET: u32 = 1 << 31;
-const EPOLLEXCLUSIVE: u32 = 1 << 28;
-const EPOLL_CTL_ADD: usize = 1;
-const EPOLL_CTL_DEL: usize = 2;
-const O_CLOEXEC: u32 = 0o2000000;
-const SOCK_STREAM: u32 = 1;
-const SOCK_NONBLOCK: u32 = 0o4000;
-const SOL_SOCKET: usize = 1;
-const SO_ERROR: usize = 4;
-const SO_LINGER: usize = 13;
-const IPPROTO_TCP: usize = 6;
-const TCP_NODELAY: usize = 1;
-const SHUT_WR: usize = 1;
-const F_SETPIPE_SZ: usize = 1031;
-const F_GETPIPE_SZ: usize = 1032;
-const FIONREAD: u32 = 0x541B;
-const SPLICE_F_MOVE: u32 = 1;
-const SPLICE_F_NONBLOCK: u32 = 2;
-const ETIMEDOUT: i32 = 110;
-const PROT_RW: u32 = 3;
-const MAP_PRIVATE_ANON_NORESERVE: u32 = 0x02 | 0x20 | 0x4000;
+const EPOLL = linux.EPOLL;
+/// Every socket of a connection: edge-triggered both ways, and the peer's FIN.
+const conn_events: u32 = EPOLL.IN | EPOLL.OUT | EPOLL.RDHUP | EPOLL.ET;
+const MAP_PRIVATE_ANON_NORESERVE: u32 = @bitCast(linux.MAP{ .TYPE = .PRIVATE, .ANONYMOUS = true, .NORESERVE = true });
 const scratch_size = 64 * 1024;
 const sweep_ns: u64 = 50_000_000;
 const report_delay_ns: u64 = 2_000_000;
 /// Bytes one connection may read per turn before the others get theirs.
 const pump_quota: u64 = 1 << 20;
+/// accept4 out of fds or memory: clients wait in the backlog this long.
+const accept_pause_ns: u64 = 100_000_000;
+/// A shadow pipe's least useful size, and the most reads of replies before a close.
+const min_shadow_pipe: u64 = 64 * 1024;
+const drain_reads_max = 16;
 const tag_listener: u64 = 0xfe;
 const tag_kick: u64 = 0xfd;
 const tag_wake: u64 = 0xff;
-
-fn realtimeNs() u64 {
-    var ts: linux.timespec = undefined;
-    _ = linux.syscall2(.clock_gettime, @intFromEnum(linux.CLOCK.REALTIME), @intFromPtr(&ts));
-    return @as(u64, @intCast(ts.sec)) * 1_000_000_000 + @as(u64, @intCast(ts.nsec));
-}
 
 /// epoll's user data: which endpoint of which slot, and the slot's
 /// generation, so that an event queued for a slot's previous connection
@@ -356,28 +429,41 @@ fn tagEp(t: u64) u32 {
 
 fn epollAdd(epfd: i32, fd: i32, events: u32, data: u64) isize {
     var ev = linux.epoll_event{ .events = events, .data = .{ .u64 = data } };
-    return sys.call(.epoll_ctl, .{ sys.arg(epfd), EPOLL_CTL_ADD, sys.arg(fd), @intFromPtr(&ev) });
+    return sys.call(.epoll_ctl, .{ sys.arg(epfd), EPOLL.CTL_ADD, sys.arg(fd), @intFromPtr(&ev) });
 }
 
 fn setInt(fd: i32, level: usize, name: usize, value: i32) void {
     var v = value;
-    _ = sys.call(.setsockopt, .{ sys.arg(fd), level, name, @intFromPtr(&v), 4 });
+    _ = sys.call(.setsockopt, .{ sys.arg(fd), level, name, @intFromPtr(&v), @sizeOf(i32) });
 }
 
-/// Closes with SO_LINGER 0: the kernel sends a reset instead of a FIN.
+/// `struct linger` (SO_LINGER), which std.os.linux does not define.
+const Linger = extern struct { onoff: i32, seconds: i32 };
+
+/// Closes with SO_LINGER 0: a TCP peer gets a reset instead of a FIN. (A Unix
+/// peer cannot: it gets ECONNRESET only if it had sent bytes we had not read,
+/// else EOF; see the README.)
 fn closeReset(fd: i32) void {
-    const linger = extern struct { onoff: i32, secs: i32 }{ .onoff = 1, .secs = 0 };
-    _ = sys.call(.setsockopt, .{ sys.arg(fd), SOL_SOCKET, SO_LINGER, @intFromPtr(&linger), 8 });
+    const linger = Linger{ .onoff = 1, .seconds = 0 };
+    _ = sys.call(.setsockopt, .{ sys.arg(fd), linux.SOL.SOCKET, linux.SO.LINGER, @intFromPtr(&linger), @sizeOf(Linger) });
     _ = sys.close(fd);
 }
 
 fn mmapAnon(len: usize) usize {
-    const r = sys.mmap(len, PROT_RW, MAP_PRIVATE_ANON_NORESERVE, -1, 0);
+    const r = sys.mmap(len, sys.PROT_RW, MAP_PRIVATE_ANON_NORESERVE, -1, 0);
     return if (r < 0) 0 else @intCast(r);
 }
 
 fn stateOf(L: *Loop) *State {
-    return @ptrFromInt(L.state);
+    return @ptrFromInt(L.state.mem);
+}
+
+fn groupOf(L: *const Loop) *Group {
+    return @ptrFromInt(L.config.group);
+}
+
+fn errnoValue(e: E) i32 {
+    return @intFromEnum(e);
 }
 
 fn isShadow(i: usize) bool {
@@ -395,19 +481,59 @@ fn pow2(n: u64) u64 {
     return p;
 }
 
+/// The flow positions only move forward, in this order (see the top of the
+/// file). Checked in Debug builds (the Zig tests), compiled out of releases.
+fn assertFlow(c: *const Conn, f: *const Flow) void {
+    for (0..max_eps) |i| {
+        if (!hasSink(f, i)) continue;
+        const e = &c.ep[i];
+        std.debug.assert(e.done <= f.tail);
+        if (f.spliced and isShadow(i) and alive(e)) std.debug.assert(e.done <= e.fed and e.fed <= f.tail);
+    }
+    if (f.buf != 0) std.debug.assert(f.tail - flowLow(c, f) <= f.cap);
+    if (f.cap_fd >= 0) std.debug.assert(f.cap_done <= f.tail);
+}
+
+// ---- the group's limit ---------------------------------------------------------
+
+/// Takes a place under the group's connection limit; false when it is full.
+fn reservePlace(g: *Group) bool {
+    var n = @atomicLoad(u64, &g.counted, .monotonic);
+    while (n < g.limit) {
+        n = @cmpxchgWeak(u64, &g.counted, n, n + 1, .monotonic, .monotonic) orelse return true;
+    }
+    return false;
+}
+
+fn releasePlace(g: *Group) void {
+    const before = @atomicRmw(u64, &g.counted, .Sub, 1, .monotonic);
+    std.debug.assert(before > 0);
+}
+
+fn groupHasRoom(g: *const Group) bool {
+    return @atomicLoad(u64, &g.counted, .monotonic) < g.limit;
+}
+
+/// The connection stops counting against the limit (once).
+fn uncount(L: *const Loop, c: *Conn) void {
+    if (!c.counted) return;
+    c.counted = false;
+    releasePlace(groupOf(L));
+}
+
 // ---- buffers ---------------------------------------------------------------
 
 /// A ring buffer of `cap` bytes: `window`-sized ones come from a small pool.
-fn bufAcquire(L: *Loop, st: *State, cap: usize) usize {
-    if (cap == L.window and st.pool_len > 0) {
+fn bufAcquire(L: *const Loop, st: *State, cap: usize) usize {
+    if (cap == L.config.window and st.pool_len > 0) {
         st.pool_len -= 1;
         return st.pool[st.pool_len];
     }
     return mmapAnon(cap);
 }
 
-fn bufRelease(L: *Loop, st: *State, buf: usize, cap: usize) void {
-    if (cap == L.window and st.pool_len < pool_max) {
+fn bufRelease(L: *const Loop, st: *State, buf: usize, cap: usize) void {
+    if (cap == L.config.window and st.pool_len < pool_max) {
         st.pool[st.pool_len] = buf;
         st.pool_len += 1;
     } else _ = sys.munmap(buf, cap);
@@ -417,7 +543,7 @@ fn bufRelease(L: *Loop, st: *State, buf: usize, cap: usize) void {
 fn flowLow(c: *const Conn, f: *const Flow) u64 {
     var lo = f.tail;
     for (0..max_eps) |i| {
-        if (f.sinks & (@as(u16, 1) << @intCast(i)) == 0) continue;
+        if (!hasSink(f, i)) continue;
         const e = &c.ep[i];
         if (alive(e)) lo = @min(lo, e.done);
     }
@@ -425,25 +551,31 @@ fn flowLow(c: *const Conn, f: *const Flow) u64 {
     return lo;
 }
 
+fn windowOf(L: *const Loop, f: *const Flow) u64 {
+    return if (f.win == 0) L.config.window else f.win;
+}
+
+/// The largest read window: a bulk flow's.
+fn windowMax(L: *const Loop) u64 {
+    return @max(L.config.window, L.config.window_max);
+}
+
 /// How many bytes the source may be read ahead by now: essential sinks allow
 /// `window` of lag, shadows under `block` allow `max_lag`, other shadows no
 /// limit here (they are dropped past max_lag after the read).
-fn windowOf(L: *const Loop, f: *const Flow) u64 {
-    return if (f.win == 0) L.window else f.win;
-}
-
 fn readRoom(L: *const Loop, c: *const Conn, f: *const Flow) u64 {
     const window = windowOf(L, f);
     var room: u64 = window;
     for (0..max_eps) |i| {
-        if (f.sinks & (@as(u16, 1) << @intCast(i)) == 0) continue;
+        if (!hasSink(f, i)) continue;
         const e = &c.ep[i];
         if (!alive(e)) continue;
         const lag = f.tail - e.done;
         if (!isShadow(i)) {
             room = @min(room, window -| lag);
-        } else if (L.on_lag == @intFromEnum(OnLag.block)) {
-            room = @min(room, L.max_lag -| lag);
+        } else switch (L.config.on_lag) {
+            .block => room = @min(room, L.config.max_lag -| lag),
+            .disconnect => {},
         }
     }
     return room;
@@ -451,12 +583,12 @@ fn readRoom(L: *const Loop, c: *const Conn, f: *const Flow) u64 {
 
 /// Makes the ring big enough for `room` more bytes (growing it up to
 /// max_lag + window); returns how many fit. 0 when memory ran out.
-fn ensureRoom(L: *Loop, st: *State, c: *const Conn, f: *Flow, room: u64) u64 {
+fn ensureRoom(L: *const Loop, st: *State, c: *const Conn, f: *Flow, room: u64) u64 {
     const used = f.tail - flowLow(c, f);
-    const limit = pow2(L.max_lag + @max(L.window, L.window_max));
+    const limit = pow2(L.config.max_lag + windowMax(L));
     const need = @min(used + room, limit);
     if (f.buf != 0 and need <= f.cap) return @min(room, f.cap - used);
-    const cap: usize = @intCast(@max(L.window, pow2(need)));
+    const cap: usize = @intCast(@max(L.config.window, pow2(need)));
     const buf = bufAcquire(L, st, cap);
     if (buf == 0) return 0;
     if (f.buf != 0) {
@@ -479,12 +611,12 @@ fn ensureRoom(L: *Loop, st: *State, c: *const Conn, f: *Flow, room: u64) u64 {
 /// An empty ring goes back to the pool; a grown one (a bulk flow's) is kept
 /// while the flow is busy, and released when a sweep finds it empty and not
 /// read from since the last sweep (`idle`).
-fn releaseIfEmpty(L: *Loop, st: *State, c: *const Conn, f: *Flow) void {
+fn releaseIfEmpty(L: *const Loop, st: *State, c: *const Conn, f: *Flow) void {
     releaseEmpty(L, st, c, f, false);
 }
 
-fn releaseEmpty(L: *Loop, st: *State, c: *const Conn, f: *Flow, idle: bool) void {
-    if (f.buf != 0 and flowLow(c, f) == f.tail and (f.cap == L.window or idle)) {
+fn releaseEmpty(L: *const Loop, st: *State, c: *const Conn, f: *Flow, idle: bool) void {
+    if (f.buf != 0 and flowLow(c, f) == f.tail and (f.cap == L.config.window or idle)) {
         if (idle) f.win = 0;
         bufRelease(L, st, f.buf, f.cap);
         f.buf = 0;
@@ -501,13 +633,13 @@ fn closeEp(L: *Loop, c: *Conn, i: usize, outcome: Outcome, err: i32, reset: bool
     }
     e.fd = -1;
     closePipe(&e.pipe_r, &e.pipe_w);
-    if (e.state == .connecting or e.state == .open) {
+    if (alive(e)) {
         e.outcome = outcome;
         e.err = err;
         if (isShadow(i)) switch (outcome) {
-            .lagged_out => L.shadow_dropped += 1,
-            .refused, .timeout, .reset, .failed => L.shadow_failed += 1,
-            else => {},
+            .lagged_out => L.state.shadow_dropped += 1,
+            .refused, .timeout, .reset, .failed => L.state.shadow_failed += 1,
+            .none, .complete, .aborted => {},
         };
     }
     e.state = .closed;
@@ -526,14 +658,14 @@ fn closePipe(r: *i32, w: *i32) void {
 /// pipe-max-size or the user's pipe pages); returns its capacity, 0 on failure.
 fn openPipe(r: *i32, w: *i32, size: u64) u64 {
     var fds: [2]i32 = undefined;
-    if (sys.pipe2(&fds, SOCK_NONBLOCK | O_CLOEXEC) < 0) return 0;
+    if (sys.pipe2(&fds, sys.O_NONBLOCK | sys.O_CLOEXEC) < 0) return 0;
     r.* = fds[0];
     w.* = fds[1];
     // Past pipe-max-size the kernel refuses (EPERM): then take 1 MiB, its default.
-    if (sys.call(.fcntl, .{ sys.arg(fds[1]), F_SETPIPE_SZ, @as(usize, @intCast(@min(size, 1 << 30))) }) < 0) {
-        _ = sys.call(.fcntl, .{ sys.arg(fds[1]), F_SETPIPE_SZ, @as(usize, 1 << 20) });
+    if (sys.call(.fcntl, .{ sys.arg(fds[1]), sys.F_SETPIPE_SZ, @as(usize, @intCast(@min(size, 1 << 30))) }) < 0) {
+        _ = sys.call(.fcntl, .{ sys.arg(fds[1]), sys.F_SETPIPE_SZ, @as(usize, 1 << 20) });
     }
-    const cap = sys.call(.fcntl, .{ sys.arg(fds[1]), F_GETPIPE_SZ, 0 });
+    const cap = sys.call(.fcntl, .{ sys.arg(fds[1]), sys.F_GETPIPE_SZ, 0 });
     return if (cap > 0) @intCast(cap) else 0;
 }
 
@@ -541,12 +673,13 @@ fn openPipe(r: *i32, w: *i32, size: u64) u64 {
 /// max_lag. On any failure (out of fds or pipe pages) the connection uses the
 /// copy path instead.
 fn openPipes(L: *const Loop, c: *Conn, f: *Flow) bool {
-    if (openPipe(&f.pipe_r, &f.pipe_w, @max(L.window, L.window_max)) == 0) return false;
+    if (openPipe(&f.pipe_r, &f.pipe_w, windowMax(L)) == 0) return false;
     for (first_shadow..max_eps) |i| {
-        if (f.sinks & (@as(u16, 1) << @intCast(i)) == 0 or !alive(&c.ep[i])) continue;
+        if (!hasSink(f, i) or !alive(&c.ep[i])) continue;
         const e = &c.ep[i];
         // Room for max_lag beside a round (a quarter), and slots for a fragmented stream.
-        e.pipe_cap = openPipe(&e.pipe_r, &e.pipe_w, @max(L.max_lag + L.max_lag / 3, 64 * 1024));
+        const lag = L.config.max_lag;
+        e.pipe_cap = openPipe(&e.pipe_r, &e.pipe_w, @max(lag + lag / 3, min_shadow_pipe));
         if (e.pipe_cap == 0) return false;
     }
     return true;
@@ -555,31 +688,34 @@ fn openPipes(L: *const Loop, c: *Conn, f: *Flow) bool {
 fn closeFlowPipes(c: *Conn, f: *Flow) void {
     closePipe(&f.pipe_r, &f.pipe_w);
     for (first_shadow..max_eps) |i| {
-        if (f.sinks & (@as(u16, 1) << @intCast(i)) != 0) closePipe(&c.ep[i].pipe_r, &c.ep[i].pipe_w);
+        if (hasSink(f, i)) closePipe(&c.ep[i].pipe_r, &c.ep[i].pipe_w);
     }
+}
+
+fn shadowed(f: *const Flow) bool {
+    return f.sinks & ~@as(u16, (1 << client) | (1 << primary)) != 0;
 }
 
 /// Moves a flow to the splice path: at the start (`--method splice`) or, under
 /// `auto`, once it is bulk and its ring is empty (every live sink has every
 /// byte, so the positions carry over). Without pipes (out of fds or pipe
 /// pages) it stays on the copy path.
-fn trySplice(L: *Loop, st: *State, c: *Conn, f: *Flow) void {
+fn trySplice(L: *const Loop, st: *State, c: *Conn, f: *Flow) void {
     if (f.no_splice or f.cap_fd >= 0 or flowLow(c, f) != f.tail) return;
-    const shadowed = f.sinks & ~@as(u16, (1 << client) | (1 << primary)) != 0;
     // Under block a shadow must get every byte, and a short tee() (a pipe out
-    // of slots) cannot be continued: such flows keep copying.
-    f.no_splice = L.method == @intFromEnum(Method.auto) and shadowed and L.on_lag == @intFromEnum(OnLag.block);
+    // of slots) cannot be continued: such flows keep copying, whatever the method.
+    f.no_splice = shadowed(f) and L.config.on_lag == .block;
     if (f.no_splice) return;
     f.no_splice = !openPipes(L, c, f);
     if (f.no_splice) return closeFlowPipes(c, f);
-    if (L.method == @intFromEnum(Method.auto) and shadowed) {
+    if (L.config.method == .auto and shadowed(f)) {
         // A spliced shadow's backlog is its pipe less a round (3/4 of it):
         // switch only if that honours max_lag (pipe-max-size, 1 MiB for an
         // unprivileged user, often does not: those flows keep copying).
         for (first_shadow..max_eps) |i| {
-            if (f.sinks & (@as(u16, 1) << @intCast(i)) == 0 or !alive(&c.ep[i])) continue;
+            if (!hasSink(f, i) or !alive(&c.ep[i])) continue;
             const cap = c.ep[i].pipe_cap;
-            if (cap - cap / 4 < L.max_lag or cap < 64 * 1024) {
+            if (cap - cap / 4 < L.config.max_lag or cap < min_shadow_pipe) {
                 f.no_splice = true;
                 return closeFlowPipes(c, f);
             }
@@ -598,8 +734,8 @@ fn closePipes(c: *Conn) void {
 }
 
 /// The client is gone (reset, or a write to it failed): reset everyone.
-fn clientFailed(L: *Loop, c: *Conn, err: i32) void {
-    closeEp(L, c, client, .reset, err, true);
+fn clientFailed(L: *Loop, c: *Conn, err: E) void {
+    closeEp(L, c, client, .reset, errnoValue(err), true);
     closeEp(L, c, primary, .reset, 0, true);
     for (first_shadow..max_eps) |i| if (alive(&c.ep[i])) closeEp(L, c, i, .reset, 0, true);
     c.flows[0].eof = true;
@@ -608,12 +744,12 @@ fn clientFailed(L: *Loop, c: *Conn, err: i32) void {
 
 /// The primary is gone: reset the client; shadows still get what was read
 /// (as if the client had ended there).
-fn primaryFailed(L: *Loop, c: *Conn, outcome: Outcome, err: i32) void {
+fn primaryFailed(L: *Loop, c: *Conn, outcome: Outcome, err: E) void {
     const connecting = c.ep[primary].state == .connecting;
-    closeEp(L, c, primary, outcome, err, outcome == .reset);
+    closeEp(L, c, primary, outcome, errnoValue(err), outcome == .reset);
     if (connecting) {
         // Never connected: close the client at once; shadows have nothing to mirror.
-        L.primary_failed += 1;
+        L.state.primary_failed += 1;
         closeEp(L, c, client, .aborted, 0, false);
         for (first_shadow..max_eps) |i| if (alive(&c.ep[i])) closeEp(L, c, i, .aborted, 0, true);
     } else {
@@ -623,60 +759,70 @@ fn primaryFailed(L: *Loop, c: *Conn, outcome: Outcome, err: i32) void {
     c.flows[1].eof = true;
 }
 
-fn epFailed(L: *Loop, c: *Conn, i: usize, r: isize) void {
-    const err: i32 = @intCast(-r);
+/// A read or write on endpoint `i` failed with `err`.
+fn epFailed(L: *Loop, c: *Conn, i: usize, err: E) void {
     if (i == client) {
         clientFailed(L, c, err);
     } else if (i == primary) {
         primaryFailed(L, c, .reset, err);
     } else {
-        closeEp(L, c, i, if (err == 104 or err == 32) .reset else .failed, err, true);
+        const outcome: Outcome = switch (err) {
+            .CONNRESET, .PIPE => .reset,
+            else => .failed,
+        };
+        closeEp(L, c, i, outcome, errnoValue(err), true);
     }
 }
 
 /// Opens a non-blocking socket to target `t` for endpoint `i` and starts connect().
 fn startConnect(L: *Loop, c: *Conn, slot: u32, i: usize, t: *const Target) void {
     const e = &c.ep[i];
-    const family = std.mem.readInt(u16, t.addr[0..2], .little);
-    const fd = sys.call(.socket, .{ family, SOCK_STREAM | SOCK_NONBLOCK | O_CLOEXEC, 0 });
-    if (fd < 0) {
-        e.state = .connecting;
-        return connectFailed(L, c, i, @intCast(-fd));
-    }
-    e.fd = @intCast(fd);
     e.state = .connecting;
-    if (t.tcp != 0) setInt(e.fd, IPPROTO_TCP, TCP_NODELAY, 1);
-    const add = epollAdd(L.epoll_fd, e.fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, tag(c.gen, slot, @intCast(i)));
-    if (add < 0) return connectFailed(L, c, i, @intCast(-add));
+    const family = std.mem.readInt(u16, t.addr[0..2], .little);
+    const fd = sys.call(.socket, .{ family, linux.SOCK.STREAM | linux.SOCK.NONBLOCK | linux.SOCK.CLOEXEC, 0 });
+    // Out of fds or memory is no refusal by the target.
+    if (fd < 0) return connectFailed(L, c, i, .failed, sys.errno(fd));
+    e.fd = @intCast(fd);
+    if (t.tcp != 0) setInt(e.fd, linux.IPPROTO.TCP, linux.TCP.NODELAY, 1);
+    const add = epollAdd(L.state.epoll_fd, e.fd, conn_events, tag(c.gen, slot, @intCast(i)));
+    if (add < 0) return connectFailed(L, c, i, .failed, sys.errno(add));
     const r = sys.call(.connect, .{ sys.arg(e.fd), @intFromPtr(&t.addr), t.len });
     if (r == 0) {
         e.state = .open;
         e.writable = true;
     } else if (sys.is(r, .INPROGRESS)) {
-        e.deadline = sys.nowNs() + L.connect_timeout_ns;
-    } else connectFailed(L, c, i, @intCast(-r));
+        e.deadline = sys.nowNs() + L.config.connect_timeout_ns;
+    } else connectFailed(L, c, i, .refused, sys.errno(r));
 }
 
-fn connectFailed(L: *Loop, c: *Conn, i: usize, err: i32) void {
-    const outcome: Outcome = if (err == ETIMEDOUT) .timeout else .refused;
-    if (i == primary) primaryFailed(L, c, outcome, err) else closeEp(L, c, i, outcome, err, false);
+/// connect() to endpoint `i` ended without a connection.
+fn connectFailed(L: *Loop, c: *Conn, i: usize, outcome: Outcome, err: E) void {
+    const how: Outcome = if (err == .TIMEDOUT) .timeout else outcome;
+    if (i == primary) primaryFailed(L, c, how, err) else closeEp(L, c, i, how, errnoValue(err), false);
 }
 
-/// The socket's pending error (SO_ERROR), which reading it clears.
-fn socketError(fd: i32) i32 {
+/// The socket's pending error (SO_ERROR, which reading clears), or null.
+fn socketError(fd: i32) ?E {
     var err: i32 = 0;
-    var len: u32 = 4;
-    const r = sys.call(.getsockopt, .{ sys.arg(fd), SOL_SOCKET, SO_ERROR, @intFromPtr(&err), @intFromPtr(&len) });
-    return if (r < 0) @intCast(-r) else err;
+    var len: u32 = @sizeOf(i32);
+    const r = sys.call(.getsockopt, .{ sys.arg(fd), linux.SOL.SOCKET, linux.SO.ERROR, @intFromPtr(&err), @intFromPtr(&len) });
+    if (r < 0) return sys.errno(r);
+    return if (err == 0) null else @enumFromInt(err);
 }
 
 /// EPOLLOUT (or an error) on a connecting socket: connect() has finished.
 fn connectDone(L: *Loop, c: *Conn, i: usize) void {
     const e = &c.ep[i];
-    const err = socketError(e.fd);
-    if (err != 0) return connectFailed(L, c, i, err);
+    if (socketError(e.fd)) |err| return connectFailed(L, c, i, .refused, err);
     e.state = .open;
     e.writable = true;
+}
+
+/// Our FIN to endpoint `e`, once it has every byte of an ended flow.
+fn shutWrite(e: *Endpoint, progress: *bool) void {
+    _ = sys.call(.shutdown, .{ sys.arg(e.fd), linux.SHUT.WR });
+    e.wr_shut = true;
+    progress.* = true;
 }
 
 // ---- the data path -----------------------------------------------------------
@@ -695,7 +841,7 @@ fn flowStep(L: *Loop, st: *State, c: *Conn, f: *Flow, progress: *bool, moved: *u
             const r = sys.read(s.fd, @ptrFromInt(f.buf + off), len);
             if (r > 0 and r == len and len == n and n == room) {
                 // It filled all we allowed: a bulk flow; let it run further ahead.
-                f.win = @min(windowOf(L, f) * 2, @max(L.window, L.window_max));
+                f.win = @min(windowOf(L, f) * 2, windowMax(L));
             }
             if (r > 0) {
                 f.busy = true;
@@ -703,27 +849,26 @@ fn flowStep(L: *Loop, st: *State, c: *Conn, f: *Flow, progress: *bool, moved: *u
                 if (f.cap_fd >= 0) f.hash.update(@as([*]const u8, @ptrFromInt(f.buf + off))[0..got]);
                 f.tail += got;
                 moved.* += got;
-                if (f.src == client) L.bytes_in += got;
+                if (f.src == client) L.state.bytes_in += got;
                 progress.* = true;
                 dropLagging(L, c, f);
             } else if (r == 0) {
                 // After a reset read() may say EOF (the FIN came first); SO_ERROR tells.
-                const err = socketError(s.fd);
-                if (err != 0) return epFailed(L, c, f.src, -@as(isize, err));
+                if (socketError(s.fd)) |err| return epFailed(L, c, f.src, err);
                 f.eof = true;
                 s.rd_eof = true;
                 progress.* = true;
             } else if (sys.is(r, .AGAIN)) {
                 s.readable = false;
             } else {
-                epFailed(L, c, f.src, r);
+                epFailed(L, c, f.src, sys.errno(r));
                 progress.* = true;
                 return;
             }
         }
     }
     for (0..max_eps) |i| {
-        if (f.sinks & (@as(u16, 1) << @intCast(i)) == 0) continue;
+        if (!hasSink(f, i)) continue;
         const e = &c.ep[i];
         if (e.state != .open or e.wr_shut) continue;
         while (e.writable and e.done < f.tail) {
@@ -732,24 +877,20 @@ fn flowStep(L: *Loop, st: *State, c: *Conn, f: *Flow, progress: *bool, moved: *u
             const r = sys.write(e.fd, @ptrFromInt(f.buf + off), len);
             if (r > 0) {
                 e.done += @intCast(r);
-                if (i == client) L.bytes_out += @intCast(r);
+                if (i == client) L.state.bytes_out += @intCast(r);
                 progress.* = true;
             } else if (sys.is(r, .AGAIN) or r == 0) {
                 e.writable = false;
             } else {
-                epFailed(L, c, i, r);
+                epFailed(L, c, i, sys.errno(r));
                 progress.* = true;
                 break;
             }
         }
-        if (e.state == .open and f.eof and e.done == f.tail and !e.wr_shut) {
-            _ = sys.call(.shutdown, .{ sys.arg(e.fd), SHUT_WR });
-            e.wr_shut = true;
-            progress.* = true;
-        }
+        if (e.state == .open and f.eof and e.done == f.tail and !e.wr_shut) shutWrite(e, progress);
     }
     captureStep(c, f);
-    if (L.method == @intFromEnum(Method.auto) and f.win >= L.window_max and !f.eof) trySplice(L, st, c, f);
+    if (L.config.method == .auto and f.win >= L.config.window_max and !f.eof) trySplice(L, st, c, f);
     if (!f.spliced) releaseIfEmpty(L, st, c, f);
 }
 
@@ -758,99 +899,95 @@ fn flowStep(L: *Loop, st: *State, c: *Conn, f: *Flow, progress: *bool, moved: *u
 /// the client for replies) has taken the last round, because tee() always
 /// copies from the head of the stage. Each shadow gets the whole round by one
 /// tee() into its own pipe, or none of it: with too little room it is dropped
-/// (`disconnect`) or the round waits (`block`). Then the essential sink gets
-/// the round by splice(), and each shadow's pipe is spliced to its socket.
-/// SPLICE_F_NONBLOCK everywhere: a blocking splice from a socket waits to
-/// fill the whole length.
+/// (`disconnect`; `block` flows never splice, see `trySplice`). Then the
+/// essential sink gets the round by splice(), and each shadow's pipe is
+/// spliced to its socket. SPLICE_F_NONBLOCK everywhere: a blocking splice
+/// from a socket waits to fill the whole length.
 fn spliceStep(L: *Loop, c: *Conn, f: *Flow, progress: *bool, moved: *u64) void {
     const s = &c.ep[f.src];
     const ess: usize = if (f.src == client) primary else client;
     const e = &c.ep[ess];
+    const flags = sys.SPLICE_F_MOVE | sys.SPLICE_F_NONBLOCK;
     if (!f.eof and s.state == .open and s.readable and alive(e) and e.done == f.tail) {
         // A round is at most a quarter of any shadow's pipe: the other three
         // quarters are that shadow's room to lag (its backlog bound).
-        var len: u64 = @max(L.window, L.window_max);
+        var len: u64 = windowMax(L);
         for (first_shadow..max_eps) |i| {
-            if (f.sinks & (@as(u16, 1) << @intCast(i)) != 0 and alive(&c.ep[i])) len = @min(len, c.ep[i].pipe_cap / 4);
+            if (hasSink(f, i) and alive(&c.ep[i])) len = @min(len, c.ep[i].pipe_cap / 4);
         }
-        const r = sys.splice(s.fd, f.pipe_w, @intCast(len), SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        const r = sys.splice(s.fd, f.pipe_w, @intCast(len), flags);
         if (r > 0) {
             f.tail += @intCast(r);
             moved.* += @intCast(r);
-            if (f.src == client) L.bytes_in += @intCast(r);
+            if (f.src == client) L.state.bytes_in += @intCast(r);
             progress.* = true;
         } else if (r == 0) {
-            const err = socketError(s.fd);
-            if (err != 0) return epFailed(L, c, f.src, -@as(isize, err));
+            if (socketError(s.fd)) |err| return epFailed(L, c, f.src, err);
             f.eof = true;
             s.rd_eof = true;
             progress.* = true;
         } else if (sys.is(r, .AGAIN)) {
             s.readable = false;
-        } else return epFailed(L, c, f.src, r);
+        } else return epFailed(L, c, f.src, sys.errno(r));
     }
-    var all_fed = true;
     for (first_shadow..max_eps) |i| {
-        if (f.sinks & (@as(u16, 1) << @intCast(i)) == 0) continue;
+        if (!hasSink(f, i)) continue;
         const sh = &c.ep[i];
         if (!alive(sh) or sh.fed == f.tail) continue;
         const need = f.tail - sh.fed;
-        const queued = sys.ioctl_int(sh.pipe_w, FIONREAD);
+        const queued = sys.ioctl_int(sh.pipe_w, sys.FIONREAD);
         const room = if (queued < 0) 0 else sh.pipe_cap -| @as(u64, @intCast(queued));
-        const r = if (room >= need) sys.tee(f.pipe_r, sh.pipe_w, @intCast(need), SPLICE_F_NONBLOCK) else 0;
+        const r = if (room >= need) sys.tee(f.pipe_r, sh.pipe_w, @intCast(need), sys.SPLICE_F_NONBLOCK) else 0;
         if (r > 0 and r == need) {
             sh.fed = f.tail;
             progress.* = true;
-        } else if (L.on_lag == @intFromEnum(OnLag.block) and r <= 0) {
-            all_fed = false; // the round waits for this shadow's pipe to drain
         } else {
             // A short tee cannot be continued (it would copy the head again): dropped.
             closeEp(L, c, i, .lagged_out, 0, true);
             progress.* = true;
         }
     }
-    if (all_fed and e.state == .open and e.writable and e.done < f.tail) {
-        const r = sys.splice(f.pipe_r, e.fd, @intCast(f.tail - e.done), SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (e.state == .open and e.writable and e.done < f.tail) {
+        const r = sys.splice(f.pipe_r, e.fd, @intCast(f.tail - e.done), flags);
         if (r > 0) {
             e.done += @intCast(r);
-            if (ess == client) L.bytes_out += @intCast(r);
+            if (ess == client) L.state.bytes_out += @intCast(r);
             progress.* = true;
         } else if (sys.is(r, .AGAIN) or r == 0) {
             e.writable = false;
-        } else epFailed(L, c, ess, r);
+        } else epFailed(L, c, ess, sys.errno(r));
     }
     for (0..max_eps) |i| {
-        if (f.sinks & (@as(u16, 1) << @intCast(i)) == 0) continue;
+        if (!hasSink(f, i)) continue;
         const sh = &c.ep[i];
         if (sh.state != .open) continue;
         if (isShadow(i) and sh.writable and sh.done < sh.fed) {
-            const r = sys.splice(sh.pipe_r, sh.fd, @intCast(sh.fed - sh.done), SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            const r = sys.splice(sh.pipe_r, sh.fd, @intCast(sh.fed - sh.done), flags);
             if (r > 0) {
                 sh.done += @intCast(r);
                 progress.* = true;
             } else if (sys.is(r, .AGAIN) or r == 0) {
                 sh.writable = false;
             } else {
-                epFailed(L, c, i, r);
+                epFailed(L, c, i, sys.errno(r));
                 continue;
             }
         }
-        if (sh.state == .open and f.eof and sh.done == f.tail and !sh.wr_shut) {
-            _ = sys.call(.shutdown, .{ sys.arg(sh.fd), SHUT_WR });
-            sh.wr_shut = true;
-            progress.* = true;
-        }
+        if (sh.state == .open and f.eof and sh.done == f.tail and !sh.wr_shut) shutWrite(sh, progress);
     }
 }
 
-/// Shadows past max_lag are dropped (`disconnect`): reset, so that the shadow
-/// cannot mistake a cut stream for a complete one.
+/// Shadows past max_lag are dropped (`disconnect`): reset, so that a TCP
+/// shadow cannot mistake a cut stream for a complete one.
 fn dropLagging(L: *Loop, c: *Conn, f: *const Flow) void {
-    if (L.on_lag != @intFromEnum(OnLag.disconnect)) return;
+    switch (L.config.on_lag) {
+        .block => return,
+        .disconnect => {},
+    }
     for (first_shadow..max_eps) |i| {
-        if (f.sinks & (@as(u16, 1) << @intCast(i)) == 0) continue;
+        if (!hasSink(f, i)) continue;
         const e = &c.ep[i];
-        if (alive(e) and f.tail - e.done > L.max_lag) closeEp(L, c, i, .lagged_out, 0, true);
+        if (alive(e) and f.tail - e.done > L.config.max_lag) closeEp(L, c, i, .lagged_out, 0, true);
     }
 }
 
@@ -863,46 +1000,65 @@ fn captureStep(c: *Conn, f: *Flow) void {
         if (r > 0) {
             f.cap_done += @intCast(r);
         } else {
-            c.capture_errno = if (r == 0) 28 else @intCast(-r);
+            if (r == 0) captureStopped(c, .wrote_nothing, 0) else captureStopped(c, .failed, errnoValue(sys.errno(r)));
             _ = sys.close(f.cap_fd);
             f.cap_fd = -1;
         }
     }
 }
 
+/// The first failure of a connection's capture is the one reported.
+fn captureStopped(c: *Conn, how: Capture, err: i32) void {
+    if (c.capture != .complete) return;
+    c.capture = how;
+    c.capture_errno = err;
+}
+
+/// Reads and drops what shadow `e` has sent, until EAGAIN, its EOF, an error,
+/// or `max_reads` reads. Returns the read error, if one ended it.
+fn readReplies(st: *State, e: *Endpoint, max_reads: usize, progress: *bool) ?E {
+    var n: usize = 0;
+    while (n < max_reads and e.state == .open and e.readable and !e.rd_eof) : (n += 1) {
+        const r = sys.read(e.fd, @ptrFromInt(st.scratch), scratch_size);
+        if (r > 0) {
+            progress.* = true;
+        } else if (r == 0) {
+            e.rd_eof = true;
+            progress.* = true;
+        } else if (sys.is(r, .AGAIN)) {
+            e.readable = false;
+        } else return sys.errno(r);
+    }
+    return null;
+}
+
+/// Whether shadow endpoint `e` has its whole stream and our FIN.
+fn delivered(c: *const Conn, e: *const Endpoint) bool {
+    const f = &c.flows[0];
+    return f.eof and e.done == f.tail and e.wr_shut;
+}
+
 /// Reads and drops whatever the shadows answer.
 fn drainShadows(L: *Loop, st: *State, c: *Conn, progress: *bool) void {
     for (first_shadow..max_eps) |i| {
         const e = &c.ep[i];
-        while (e.state == .open and e.readable and !e.rd_eof) {
-            const r = sys.read(e.fd, @ptrFromInt(st.scratch), scratch_size);
-            if (r > 0) {
-                progress.* = true;
-            } else if (r == 0) {
-                e.rd_eof = true;
-                progress.* = true;
-            } else if (sys.is(r, .AGAIN)) {
-                e.readable = false;
-            } else {
-                // An error after the shadow took its whole stream is no failure of the stream.
-                const f = &c.flows[0];
-                if (f.eof and e.done == f.tail and e.wr_shut) {
-                    closeEp(L, c, i, .complete, 0, false);
-                } else epFailed(L, c, i, r);
-                progress.* = true;
-            }
-        }
+        const err = readReplies(st, e, std.math.maxInt(usize), progress) orelse continue;
+        // An error after the shadow took its whole stream is no failure of the stream.
+        if (delivered(c, e)) closeEp(L, c, i, .complete, 0, false) else epFailed(L, c, i, err);
+        progress.* = true;
     }
 }
 
 /// Moves bytes on one connection until nothing moves or its quota is used.
 fn pump(L: *Loop, st: *State, slot: u32) void {
     const c = &st.conns[slot];
+    std.debug.assert(c.in_use and !c.finished);
     var moved: u64 = 0;
     while (!c.finished) {
         var progress = false;
         for (&c.flows) |*f| {
             if (f.spliced) spliceStep(L, c, f, &progress, &moved) else flowStep(L, st, c, f, &progress, &moved);
+            if (std.debug.runtime_safety) assertFlow(c, f);
         }
         drainShadows(L, st, c, &progress);
         if (!progress) break;
@@ -929,25 +1085,35 @@ fn settle(L: *Loop, st: *State, slot: u32, now: u64) void {
         closeEp(L, c, primary, .complete, 0, false);
     }
     const main_done = !alive(cl) and !alive(pr);
-    if (main_done and c.main_done_at == 0) c.main_done_at = now;
+    if (main_done and c.main_done_at == 0) {
+        c.main_done_at = now;
+        uncount(L, c); // only shadows are left: no place under the limit for them
+    }
     var left = false;
     for (first_shadow..max_eps) |i| {
         const e = &c.ep[i];
         if (!alive(e)) continue;
-        const delivered = f0.eof and e.done == f0.tail and e.wr_shut;
-        // Once the client is served, a shadow that has its whole stream is
-        // done: its replies are dropped anyway, so its FIN is not waited for.
-        if (delivered and (e.rd_eof or main_done)) {
+        const whole = delivered(c, e);
+        if (whole and e.rd_eof) {
             closeEp(L, c, i, .complete, 0, false);
-        } else if (main_done and now >= c.main_done_at + L.grace_ns) {
-            closeEp(L, c, i, if (delivered) .complete else .lagged_out, 0, !delivered);
+        } else if (main_done and now >= c.main_done_at + L.config.grace_ns) {
+            // Unread replies would turn our FIN into a reset: take what is there.
+            // Edge-triggered: what came since the last event has none yet, so try.
+            var ignored = false;
+            e.readable = true;
+            if (whole) _ = readReplies(st, e, drain_reads_max, &ignored);
+            closeEp(L, c, i, if (whole) .complete else .lagged_out, 0, !whole);
         } else left = true;
     }
     if (main_done and !left) finish(L, st, slot);
 }
 
+/// Closes what the connection still holds and queues its report. Once per
+/// connection: a finished slot is skipped everywhere until it is reported.
 fn finish(L: *Loop, st: *State, slot: u32) void {
     const c = &st.conns[slot];
+    if (c.finished or !c.in_use) return;
+    uncount(L, c);
     for (&c.flows) |*f| {
         if (f.cap_fd >= 0) _ = sys.close(f.cap_fd);
         f.cap_fd = -1;
@@ -956,16 +1122,19 @@ fn finish(L: *Loop, st: *State, slot: u32) void {
     }
     closePipes(c);
     c.finished = true;
-    c.end_ns = realtimeNs();
+    c.end_ns = sys.realtimeNs();
     c.next = nil;
     if (st.done_tail == nil) st.done_head = slot else st.conns[st.done_tail].next = slot;
     st.done_tail = slot;
-    L.active -= 1;
+    std.debug.assert(L.state.active > 0);
+    L.state.active -|= 1;
 }
 
+/// Puts a connection on the ready list, unless it is there already.
 fn enqueue(st: *State, slot: u32) void {
     const c = &st.conns[slot];
-    if (c.queued or c.finished) return;
+    if (c.queued or !c.in_use or c.finished) return;
+    std.debug.assert(st.ready_len < st.nslots);
     c.queued = true;
     st.ready[(st.ready_head + st.ready_len) % st.nslots] = slot;
     st.ready_len += 1;
@@ -978,8 +1147,10 @@ fn runReady(L: *Loop, st: *State) void {
         const slot = st.ready[st.ready_head];
         st.ready_head = (st.ready_head + 1) % st.nslots;
         st.ready_len -= 1;
-        st.conns[slot].queued = false;
-        pump(L, st, slot);
+        const c = &st.conns[slot];
+        c.queued = false;
+        // Stale: finished (or reported and free) since it was queued.
+        if (c.in_use and !c.finished) pump(L, st, slot);
     }
 }
 
@@ -988,76 +1159,86 @@ fn runReady(L: *Loop, st: *State) void {
 /// Whether this client is mirrored: a hash of its address and port (or, for
 /// a Unix client, which has none, of the connection id) against the sample.
 fn sampled(L: *const Loop, c: *const Conn) bool {
-    if (L.sample_bp >= 10_000) return true;
+    if (L.config.sample_bp >= 10_000) return true;
     const h = if (c.addr_len > 2) Xxh64.hash(0, c.addr[0..c.addr_len]) else Xxh64.hash(0, std.mem.asBytes(&c.id));
-    return h % 10_000 < L.sample_bp;
+    return h % 10_000 < L.config.sample_bp;
 }
 
-fn openCapture(L: *Loop, c: *Conn, f: *Flow, suffix: []const u8) void {
+/// Creates `ID.suffix` in the capture directory (a fresh one per run, so it
+/// never exists: O_EXCL keeps an earlier file safe all the same).
+fn openCapture(L: *const Loop, c: *Conn, f: *Flow, suffix: []const u8) void {
     var name: [40]u8 = undefined;
     const path = std.fmt.bufPrintZ(&name, "{d}.{s}", .{ c.id, suffix }) catch unreachable;
-    const flags: u32 = 1 | 0o100 | 0o1000 | O_CLOEXEC; // O_WRONLY|O_CREAT|O_TRUNC
-    const r = sys.call(.openat, .{ sys.arg(L.capture_dir), @intFromPtr(path.ptr), flags, 0o644 });
-    if (r < 0) {
-        c.capture_errno = @intCast(-r);
-        return;
-    }
+    const flags: u32 = @bitCast(linux.O{ .ACCMODE = .WRONLY, .CREAT = true, .EXCL = true, .CLOEXEC = true });
+    const r = sys.call(.openat, .{ sys.arg(L.config.capture_dir), @intFromPtr(path.ptr), flags, 0o644 });
+    if (r < 0) return captureStopped(c, .failed, errnoValue(sys.errno(r)));
     f.cap_fd = @intCast(r);
     f.hash = Xxh64.init(0);
 }
 
+/// Takes a free slot (the caller checked `used < nslots`).
+fn takeSlot(st: *State) u32 {
+    std.debug.assert(st.used < st.nslots);
+    if (st.free_head != nil) {
+        const slot = st.free_head;
+        st.free_head = st.conns[slot].next;
+        return slot;
+    }
+    st.high += 1;
+    return st.high - 1;
+}
+
+/// A client `fd` was accepted (its place under the limit already taken).
 fn newConn(L: *Loop, st: *State, fd: i32, addr: []const u8) void {
-    const slot = if (st.free_head != nil) st.free_head else blk: {
-        st.high += 1;
-        break :blk st.high - 1;
-    };
+    const slot = takeSlot(st);
     const c = &st.conns[slot];
-    if (slot == st.free_head) st.free_head = c.next;
     const gen = c.gen +% 1;
-    c.* = .{ .gen = gen, .in_use = true };
+    const queued = c.queued;
+    c.* = .{ .gen = gen, .in_use = true, .queued = queued, .counted = true };
     st.used += 1;
-    L.active += 1;
-    L.accepted += 1;
-    c.id = L.id_base + st.next_id * L.id_step;
+    L.state.active += 1;
+    L.state.accepted += 1;
+    c.id = L.config.id_base + st.next_id * L.config.id_step;
     st.next_id += 1;
-    c.start_ns = realtimeNs();
+    c.start_ns = sys.realtimeNs();
     c.addr_len = @intCast(@min(addr.len, c.addr.len));
     @memcpy(c.addr[0..c.addr_len], addr[0..c.addr_len]);
     c.ep[client] = .{ .fd = fd, .state = .open, .writable = true };
-    if (L.listen_tcp != 0) setInt(fd, IPPROTO_TCP, TCP_NODELAY, 1);
-    const add = epollAdd(L.epoll_fd, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, tag(gen, slot, client));
-    c.mirrored = (L.ntargets > 1 or L.capture_dir >= 0) and sampled(L, c);
+    if (L.config.listen_tcp != 0) setInt(fd, linux.IPPROTO.TCP, linux.TCP.NODELAY, 1);
+    const add = epollAdd(L.state.epoll_fd, fd, conn_events, tag(gen, slot, client));
+    c.mirrored = (L.config.ntargets > 1 or L.config.capture_dir >= 0) and sampled(L, c);
     c.flows[0].sinks = 1 << primary;
     if (add < 0) {
-        closeEp(L, c, client, .failed, @intCast(-add), false);
+        closeEp(L, c, client, .failed, errnoValue(sys.errno(add)), false);
         return finish(L, st, slot);
     }
-    startConnect(L, c, slot, primary, &L.targets[0]);
+    startConnect(L, c, slot, primary, &L.config.targets[0]);
     if (c.mirrored and c.ep[primary].state != .closed) {
-        for (1..@as(usize, L.ntargets)) |k| {
+        for (1..@as(usize, L.config.ntargets)) |k| {
             c.flows[0].sinks |= @as(u16, 1) << @intCast(first_shadow + k - 1);
-            startConnect(L, c, slot, first_shadow + k - 1, &L.targets[k]);
+            startConnect(L, c, slot, first_shadow + k - 1, &L.config.targets[k]);
         }
-        if (L.capture_dir >= 0) {
+        if (L.config.capture_dir >= 0) {
+            c.capture = .complete;
             openCapture(L, c, &c.flows[0], "c2s");
             openCapture(L, c, &c.flows[1], "s2c");
         }
     }
     // A capture is written and hashed from the ring: captured connections copy.
-    if (L.method == @intFromEnum(Method.splice)) {
-        for (&c.flows) |*f| trySplice(L, st, c, f);
+    switch (L.config.method) {
+        .splice => for (&c.flows) |*f| trySplice(L, st, c, f),
+        .copy, .auto => {},
     }
     enqueue(st, slot);
 }
 
 fn peers(L: *const Loop) []Peer {
-    if (L.group == 0) return &.{};
-    return @as([*]Peer, @ptrFromInt(L.group))[0..L.group_len];
+    const g = groupOf(L);
+    return g.peers[0..g.npeers];
 }
 
-fn publishLoad(L: *Loop, st: *const State) void {
-    const ps = peers(L);
-    if (ps.len > 0) @atomicStore(u64, &ps[L.group_index].used, st.used, .monotonic);
+fn publishLoad(L: *const Loop, st: *const State) void {
+    @atomicStore(u64, &peers(L)[L.config.group_index].used, st.used, .monotonic);
 }
 
 /// The loop that should take the next client: this one unless another holds
@@ -1067,7 +1248,7 @@ fn takerOf(L: *const Loop, st: *const State) ?usize {
     var best: ?usize = null;
     var low: u64 = st.used;
     for (peers(L), 0..) |*p, i| {
-        if (i == L.group_index) continue;
+        if (i == L.config.group_index) continue;
         const used = @atomicLoad(u64, &p.used, .monotonic);
         if (used + 1 < low) {
             low = used + 1;
@@ -1078,25 +1259,30 @@ fn takerOf(L: *const Loop, st: *const State) ?usize {
 }
 
 fn acceptSome(L: *Loop, st: *State, now: u64) void {
+    const g = groupOf(L);
     var n: u32 = 0;
-    while (st.listening and st.used < L.max_conns and n < @max(1, L.accept_batch)) : (n += 1) {
+    while (st.listening and st.used < st.nslots and n < @max(1, L.config.accept_batch)) : (n += 1) {
         if (takerOf(L, st)) |i| {
             // Hand this client to a less loaded loop: wake it, it accepts.
             const one: u64 = 1;
-            _ = sys.write(peers(L)[i].kick_fd, @ptrCast(&one), 8);
+            _ = sys.write(peers(L)[i].kick_fd, @ptrCast(&one), @sizeOf(u64));
             return;
         }
+        if (!reservePlace(g)) return;
         var addr: [128]u8 = undefined;
         var len: u32 = addr.len;
-        const r = sys.call(.accept4, .{ sys.arg(L.listen_fd), @intFromPtr(&addr), @intFromPtr(&len), SOCK_NONBLOCK | O_CLOEXEC });
-        if (sys.is(r, .AGAIN)) return;
+        const flags = linux.SOCK.NONBLOCK | linux.SOCK.CLOEXEC;
+        const r = sys.call(.accept4, .{ sys.arg(L.config.listen_fd), @intFromPtr(&addr), @intFromPtr(&len), flags });
         if (r < 0) {
-            L.accept_errors += 1;
+            releasePlace(g);
+            if (sys.is(r, .AGAIN)) return;
+            L.state.accept_errors += 1;
             // Out of fds or memory: leave clients in the backlog for a while.
-            if (sys.is(r, .MFILE) or sys.is(r, .NFILE) or sys.is(r, .NOBUFS) or sys.is(r, .NOMEM)) {
-                st.accept_pause_until = now + 100_000_000;
+            switch (sys.errno(r)) {
+                .MFILE, .NFILE, .NOBUFS, .NOMEM => st.accept_pause_until = now + accept_pause_ns,
+                // ECONNABORTED and the like: that client is gone; the next event brings the next.
+                else => {},
             }
-            // ECONNABORTED and the like: that client is gone; the next event brings the next.
             return;
         }
         newConn(L, st, @intCast(r), addr[0..@min(len, addr.len)]);
@@ -1106,15 +1292,20 @@ fn acceptSome(L: *Loop, st: *State, now: u64) void {
 
 /// Registers the listener while accepting is wanted and there is room.
 fn updateListener(L: *Loop, st: *State, now: u64) void {
-    const want = L.accepting != 0 and L.abort == 0 and st.used < L.max_conns and now >= st.accept_pause_until;
-    if (want == st.listening) return;
-    if (want) {
-        // Exclusive: of the loops that share this listener, one is woken per client.
-        if (epollAdd(L.epoll_fd, L.listen_fd, EPOLLIN | EPOLLEXCLUSIVE, tag_listener) < 0) return;
-    } else {
-        _ = sys.call(.epoll_ctl, .{ sys.arg(L.epoll_fd), EPOLL_CTL_DEL, sys.arg(L.listen_fd), 0 });
+    const want = @atomicLoad(u32, &L.control.accepting, .monotonic) != 0 and
+        @atomicLoad(u32, &L.control.abort, .monotonic) == 0 and
+        st.used < st.nslots and groupHasRoom(groupOf(L)) and now >= st.accept_pause_until;
+    if (want != st.listening) {
+        const epfd = sys.arg(L.state.epoll_fd);
+        if (want) {
+            // Exclusive: of the loops that share this listener, one is woken per client.
+            if (epollAdd(L.state.epoll_fd, L.config.listen_fd, EPOLL.IN | EPOLL.EXCLUSIVE, tag_listener) < 0) return;
+        } else {
+            _ = sys.call(.epoll_ctl, .{ epfd, EPOLL.CTL_DEL, sys.arg(L.config.listen_fd), 0 });
+        }
+        st.listening = want;
     }
-    st.listening = want;
+    @atomicStore(u32, &L.state.listening, @intFromBool(st.listening), .monotonic);
 }
 
 /// Connect timeouts and the shadows' grace, checked every `sweep_ns`.
@@ -1125,7 +1316,7 @@ fn sweep(L: *Loop, st: *State, now: u64) void {
         if (!c.in_use or c.finished) continue;
         for (1..max_eps) |i| {
             const e = &c.ep[i];
-            if (e.state == .connecting and now >= e.deadline) connectFailed(L, c, i, ETIMEDOUT);
+            if (e.state == .connecting and now >= e.deadline) connectFailed(L, c, i, .timeout, .TIMEDOUT);
         }
         for (&c.flows) |*f| {
             if (!f.busy) releaseEmpty(L, st, c, f, true);
@@ -1137,20 +1328,22 @@ fn sweep(L: *Loop, st: *State, now: u64) void {
 
 /// Moves finished connections into the report array while there is room.
 fn flushReports(L: *Loop, st: *State, reports: [*]Report, now: u64) void {
-    while (st.done_head != nil and L.nreports < L.report_cap) {
+    while (st.done_head != nil and L.state.nreports < L.config.report_cap) {
         const slot = st.done_head;
         const c = &st.conns[slot];
+        std.debug.assert(c.in_use and c.finished);
         st.done_head = c.next;
         if (st.done_head == nil) st.done_tail = nil;
-        if (L.nreports == 0) st.first_report_at = now;
-        fillReport(&reports[L.nreports], c);
-        L.nreports += 1;
-        L.closed += 1;
+        if (L.state.nreports == 0) st.first_report_at = now;
+        fillReport(&reports[L.state.nreports], c);
+        L.state.nreports += 1;
+        L.state.closed += 1;
         c.in_use = false;
         c.finished = false;
         c.next = st.free_head;
         st.free_head = slot;
-        st.used -= 1;
+        std.debug.assert(st.used > 0);
+        st.used -|= 1;
         publishLoad(L, st);
     }
 }
@@ -1168,42 +1361,66 @@ fn fillReport(r: *Report, c: *const Conn) void {
     var h_out = c.flows[1].hash;
     r.hash_in = h_in.final();
     r.hash_out = h_out.final();
-    r.client_outcome = @intFromEnum(c.ep[client].outcome);
+    r.client_outcome = c.ep[client].outcome;
     r.client_errno = c.ep[client].err;
-    r.primary_outcome = @intFromEnum(c.ep[primary].outcome);
+    r.primary_outcome = c.ep[primary].outcome;
     r.primary_errno = c.ep[primary].err;
     r.mirrored = @intFromBool(c.mirrored);
-    r.captured = @intFromBool(c.mirrored and c.capture_errno == 0);
+    r.capture = c.capture;
     r.capture_errno = c.capture_errno;
     r.addr_len = c.addr_len;
     @memcpy(r.addr[0..c.addr_len], c.addr[0..c.addr_len]);
     for (0..max_shadows) |k| {
         const e = &c.ep[first_shadow + k];
         r.shadow_bytes[k] = e.done;
-        r.shadow_outcome[k] = @intFromEnum(e.outcome);
+        r.shadow_outcome[k] = e.outcome;
         r.shadow_errno[k] = e.err;
     }
 }
 
+/// Closes every connection now (the drain timeout). An endpoint that has its
+/// whole stream and our FIN is closed as usual; any other gets a reset, so
+/// that a cut stream never looks whole to a TCP peer.
 fn closeAll(L: *Loop, st: *State) void {
     for (0..st.high) |s| {
         const c = &st.conns[s];
         if (!c.in_use or c.finished) continue;
-        for (0..max_eps) |i| if (alive(&c.ep[i])) closeEp(L, c, i, .aborted, 0, false);
+        for (0..max_eps) |i| {
+            const e = &c.ep[i];
+            if (!alive(e)) continue;
+            const whole = isShadow(i) and delivered(c, e);
+            closeEp(L, c, i, if (whole) .complete else .aborted, 0, !e.wr_shut);
+        }
         finish(L, st, @intCast(s));
     }
 }
 
 // ---- exports ---------------------------------------------------------------------
 
+/// Sets a loop to its defaults (every fd -1, the default knobs, no state);
+/// TypeScript then fills in the config.
+pub export fn oc_mirror_defaults(L: *Loop) void {
+    L.* = .{};
+}
+
+fn validConfig(cfg: *const LoopConfig) bool {
+    if (!sys.validTag(OnLag, &cfg.on_lag) or !sys.validTag(Method, &cfg.method)) return false;
+    if (cfg.ntargets < 1 or cfg.ntargets > 1 + max_shadows) return false;
+    if (cfg.slots == 0 or cfg.slots > slots_max or cfg.report_cap == 0 or cfg.id_step == 0) return false;
+    if (!std.math.isPowerOfTwo(cfg.window) or !std.math.isPowerOfTwo(@max(1, cfg.window_max))) return false;
+    if (cfg.max_lag == 0 or cfg.max_lag > max_lag_max or cfg.budget_ns == 0) return false;
+    if (cfg.group == 0) return false;
+    const g: *const Group = @ptrFromInt(cfg.group);
+    return g.npeers >= 1 and g.npeers <= max_loops and cfg.group_index < g.npeers and g.limit >= 1;
+}
+
 /// Allocates the engine's state and its epoll set. TypeScript has filled in
-/// the settings, `listen_fd` and `wake_fd`. Returns 0 or -errno.
+/// the config, its group, `listen_fd` and `wake_fd`. Returns 0, -EINVAL for a
+/// config outside its ranges (an enum value it does not have, no group), or
+/// the errno of mmap/epoll.
 pub export fn oc_mirror_init(L: *Loop) isize {
-    if (L.ntargets < 1 or L.ntargets > 1 + max_shadows or L.max_conns == 0) return sys.fail(.INVAL);
-    if (L.window == 0 or L.window & (L.window - 1) != 0 or L.report_cap == 0) return sys.fail(.INVAL);
-    if (L.id_step == 0) return sys.fail(.INVAL);
-    if (L.group != 0 and L.group_index >= L.group_len) return sys.fail(.INVAL);
-    const n: usize = L.max_conns;
+    if (L.state.mem != 0 or !validConfig(&L.config)) return sys.fail(.INVAL);
+    const n: usize = L.config.slots;
     const len = std.mem.alignForward(usize, @sizeOf(State) + n * @sizeOf(Conn) + n * 4 + scratch_size + 64, 4096);
     const mem = mmapAnon(len);
     if (mem == 0) return sys.fail(.NOMEM);
@@ -1213,56 +1430,53 @@ pub export fn oc_mirror_init(L: *Loop) isize {
     st.* = .{
         .conns = @ptrFromInt(conns_at),
         .ready = @ptrFromInt(ready_at),
-        .nslots = L.max_conns,
+        .nslots = L.config.slots,
         .scratch = std.mem.alignForward(usize, ready_at + n * 4, 16),
         .mem_len = len,
     };
-    const ep = sys.call(.epoll_create1, .{ O_CLOEXEC });
+    L.state = .{};
+    const ep = sys.call(.epoll_create1, .{linux.EPOLL.CLOEXEC});
     if (ep < 0) {
         _ = sys.munmap(mem, len);
         return ep;
     }
-    L.epoll_fd = @intCast(ep);
-    const w = epollAdd(L.epoll_fd, L.wake_fd, EPOLLIN, tag_wake);
-    if (w < 0) {
-        _ = sys.close(L.epoll_fd);
+    L.state.epoll_fd = @intCast(ep);
+    var r = epollAdd(L.state.epoll_fd, L.config.wake_fd, EPOLL.IN, tag_wake);
+    if (r >= 0) r = epollAdd(L.state.epoll_fd, peers(L)[L.config.group_index].kick_fd, EPOLL.IN, tag_kick);
+    if (r < 0) {
+        _ = sys.close(L.state.epoll_fd);
+        L.state.epoll_fd = -1;
         _ = sys.munmap(mem, len);
-        return w;
+        return r;
     }
-    const ps = peers(L);
-    if (ps.len > 0) {
-        const k = epollAdd(L.epoll_fd, ps[L.group_index].kick_fd, EPOLLIN, tag_kick);
-        if (k < 0) {
-            _ = sys.close(L.epoll_fd);
-            _ = sys.munmap(mem, len);
-            return k;
-        }
-    }
-    L.state = mem;
+    L.state.mem = mem;
     return 0;
 }
 
 /// Runs the loop until the budget passes, reports are waiting, the wake fd
-/// is written, or (with `abort`) everything is closed. Returns a `Status`.
-pub export fn oc_mirror_run(L: *Loop, reports: [*]Report) i32 {
-    if (L.state == 0) return @intFromEnum(Status.failed);
+/// is written, or (with `abort`) everything is closed. The reports of the
+/// last call must have been read: `nreports` starts at 0.
+pub export fn oc_mirror_run(L: *Loop, reports: [*]Report) Status {
+    if (L.state.mem == 0 or L.state.epoll_fd < 0) return .failed;
     const st = stateOf(L);
+    L.state.nreports = 0;
     const start = sys.nowNs();
     var events: [256]linux.epoll_event = undefined;
     while (true) {
         const now = sys.nowNs();
-        if (L.abort != 0) {
+        if (@atomicLoad(u32, &L.control.abort, .monotonic) != 0) {
             updateListener(L, st, now);
             closeAll(L, st);
             flushReports(L, st, reports, now);
-            return @intFromEnum(if (st.done_head == nil and L.nreports == 0) Status.done else Status.events);
+            return if (st.done_head == nil and L.state.nreports == 0) .done else .events;
         }
         flushReports(L, st, reports, now);
-        if (L.nreports > 0 and (L.nreports >= L.report_cap / 2 or now >= st.first_report_at + report_delay_ns)) {
-            return @intFromEnum(Status.events);
+        const n_rep = L.state.nreports;
+        if (n_rep > 0 and (n_rep >= L.config.report_cap / 2 or now >= st.first_report_at + report_delay_ns)) {
+            return .events;
         }
-        const end = start + L.budget_ns;
-        if (now >= end) return @intFromEnum(if (L.nreports > 0) Status.events else Status.again);
+        const end = start + L.config.budget_ns;
+        if (now >= end) return if (n_rep > 0) .events else .again;
         if (now >= st.next_sweep) {
             sweep(L, st, now);
             st.next_sweep = now + sweep_ns;
@@ -1270,33 +1484,39 @@ pub export fn oc_mirror_run(L: *Loop, reports: [*]Report) i32 {
         }
         updateListener(L, st, now);
         var until = @min(end, st.next_sweep);
-        if (L.nreports > 0) until = @min(until, st.first_report_at + report_delay_ns);
+        if (n_rep > 0) until = @min(until, st.first_report_at + report_delay_ns);
         const timeout: usize = if (st.ready_len > 0) 0 else @intCast((until - now + 999_999) / 1_000_000);
-        const n = sys.call(.epoll_pwait, .{ sys.arg(L.epoll_fd), @intFromPtr(&events), events.len, timeout, 0, 8 });
+        const n = sys.call(.epoll_pwait, .{ sys.arg(L.state.epoll_fd), @intFromPtr(&events), events.len, timeout, 0, sys.sigset_bytes });
         if (n < 0) {
-            L.err = @intCast(-n);
-            L.err_call = 1;
-            return @intFromEnum(Status.failed);
+            const err = sys.errno(n);
+            L.state.err = errnoValue(err);
+            // Not our epoll set any more: release must not close whatever has that number now.
+            if (err == .BADF) L.state.epoll_fd = -1;
+            return .failed;
         }
         var woken = false;
         for (events[0..@intCast(n)]) |ev| {
             const t = ev.data.u64;
             if (t == tag_wake) {
                 var v: u64 = 0;
-                _ = sys.read(L.wake_fd, @ptrCast(&v), 8);
+                _ = sys.read(L.config.wake_fd, @ptrCast(&v), @sizeOf(u64));
                 woken = true;
             } else if (t == tag_listener) {
                 acceptSome(L, st, now);
             } else if (t == tag_kick) {
                 var v: u64 = 0;
-                _ = sys.read(peers(L)[L.group_index].kick_fd, @ptrCast(&v), 8);
+                _ = sys.read(peers(L)[L.config.group_index].kick_fd, @ptrCast(&v), @sizeOf(u64));
+                updateListener(L, st, now);
                 acceptSome(L, st, now);
             } else dispatch(L, st, t, ev.events);
         }
         runReady(L, st);
         if (woken) {
-            flushReports(L, st, reports, sys.nowNs());
-            return @intFromEnum(Status.woken);
+            const later = sys.nowNs();
+            flushReports(L, st, reports, later);
+            // What TypeScript changed (accepting) is in effect when it sees `woken`.
+            updateListener(L, st, later);
+            return .woken;
         }
     }
 }
@@ -1308,10 +1528,10 @@ fn dispatch(L: *Loop, st: *State, t: u64, events: u32) void {
     const c = &st.conns[slot];
     if (!c.in_use or c.finished or c.gen != tagGen(t)) return;
     const e = &c.ep[i];
-    if (e.state == .connecting and events & (EPOLLOUT | EPOLLERR | EPOLLHUP) != 0) connectDone(L, c, i);
+    if (e.state == .connecting and events & (EPOLL.OUT | EPOLL.ERR | EPOLL.HUP) != 0) connectDone(L, c, i);
     if (e.state == .open) {
-        if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR) != 0) e.readable = true;
-        if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR) != 0) e.writable = true;
+        if (events & (EPOLL.IN | EPOLL.RDHUP | EPOLL.HUP | EPOLL.ERR) != 0) e.readable = true;
+        if (events & (EPOLL.OUT | EPOLL.HUP | EPOLL.ERR) != 0) e.writable = true;
     }
     enqueue(st, slot);
 }
@@ -1319,67 +1539,64 @@ fn dispatch(L: *Loop, st: *State, t: u64, events: u32) void {
 /// Closes every connection (without reports), the epoll set and the state.
 /// The listener and wake fd are TypeScript's. Safe to call twice.
 pub export fn oc_mirror_release(L: *Loop) isize {
-    if (L.state == 0) return 0;
+    if (L.state.mem == 0) return 0;
     const st = stateOf(L);
     closeAll(L, st);
-    for (st.pool[0..st.pool_len]) |b| _ = sys.munmap(b, L.window);
-    _ = sys.close(L.epoll_fd);
-    L.epoll_fd = -1;
-    _ = sys.munmap(L.state, st.mem_len);
-    L.state = 0;
+    for (st.pool[0..st.pool_len]) |b| _ = sys.munmap(b, L.config.window);
+    if (L.state.epoll_fd >= 0) _ = sys.close(L.state.epoll_fd);
+    L.state.epoll_fd = -1;
+    L.state.listening = 0;
+    _ = sys.munmap(L.state.mem, st.mem_len);
+    L.state.mem = 0;
     return 0;
 }
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit (as Go does at start-up):
 /// a proxy holds two or more fds per connection. Returns the new soft limit.
 pub export fn oc_raise_nofile() isize {
-    var lim: [2]u64 = undefined;
-    const RLIMIT_NOFILE: usize = 7;
-    const r = sys.call(.prlimit64, .{ 0, RLIMIT_NOFILE, 0, @intFromPtr(&lim) });
+    var lim: linux.rlimit = undefined;
+    const nofile: usize = @intCast(@intFromEnum(linux.rlimit_resource.NOFILE));
+    const r = sys.call(.prlimit64, .{ 0, nofile, 0, @intFromPtr(&lim) });
     if (r < 0) return r;
-    if (lim[0] < lim[1]) {
-        lim[0] = lim[1];
-        const s = sys.call(.prlimit64, .{ 0, RLIMIT_NOFILE, @intFromPtr(&lim), 0 });
+    if (lim.cur < lim.max) {
+        lim.cur = lim.max;
+        const s = sys.call(.prlimit64, .{ 0, nofile, @intFromPtr(&lim), 0 });
         if (s < 0) return s;
     }
-    return @intCast(@min(lim[0], std.math.maxInt(i32)));
+    return @intCast(@min(lim.cur, std.math.maxInt(i32)));
 }
 
-fn layoutOf(comptime T: type, comptime name: []const u8) []const u8 {
-    var s: []const u8 = std.fmt.comptimePrint("{s}={d};", .{ name, @sizeOf(T) });
-    for (std.meta.fields(T)) |f| {
-        if (f.name[0] == '_') continue;
-        s = s ++ std.fmt.comptimePrint("{s}.{s}={d};", .{ name, f.name, @offsetOf(T, f.name) });
-    }
-    return s;
-}
-const layout = layoutOf(Loop, "Loop") ++ layoutOf(Report, "Report") ++ layoutOf(Target, "Target") ++
-    layoutOf(Peer, "Peer");
+// ---- Tests: the steps on socketpairs, the life of a connection on loopback
+// sockets (run by tests/zig_test.ts through the pinned Zig).
 
-/// The mirror's struct layouts as `Name=size;Name.field=offset;…`, for the
-/// test that checks ffi/layout.ts. Returns the length, or -ERANGE if `cap` is short.
-pub export fn oc_mirror_layout(out: [*]u8, cap: usize) isize {
-    if (cap < layout.len) return sys.fail(.RANGE);
-    @memcpy(out[0..layout.len], layout);
-    return @intCast(layout.len);
-}
-
-// ---- tests (zig test shim/mirror.zig) -------------------------------------------
+const testing = std.testing;
 
 fn testLoop() Loop {
-    var L = std.mem.zeroes(Loop);
-    L.window = 1024;
-    L.max_lag = 4096;
-    L.ntargets = 2;
+    var L = Loop{};
+    L.config.method = .copy;
+    L.config.window = 1024;
+    L.config.window_max = 1024;
+    L.config.max_lag = 4096;
+    L.config.ntargets = 2;
     return L;
+}
+
+fn testState() State {
+    return .{ .conns = undefined, .ready = undefined, .nslots = 0 };
+}
+
+fn freePool(L: *const Loop, st: *State) void {
+    for (st.pool[0..st.pool_len]) |b| _ = sys.munmap(b, L.config.window);
+    st.pool_len = 0;
 }
 
 test "tags round-trip and keep the generation" {
     const t = tag(0xdead_beef, 0x12_3456, 9);
-    try std.testing.expectEqual(@as(u32, 0xdead_beef), tagGen(t));
-    try std.testing.expectEqual(@as(u32, 0x12_3456), tagSlot(t));
-    try std.testing.expectEqual(@as(u32, 9), tagEp(t));
-    try std.testing.expect(t != tag_listener and t != tag_wake);
+    try testing.expectEqual(@as(u32, 0xdead_beef), tagGen(t));
+    try testing.expectEqual(@as(u32, 0x12_3456), tagSlot(t));
+    try testing.expectEqual(@as(u32, 9), tagEp(t));
+    try testing.expect(t != tag_listener and t != tag_wake and t != tag_kick);
+    try testing.expect(slots_max - 1 <= 0xff_ffff);
 }
 
 test "the primary bounds the read window; a shadow does not, unless on_lag is block" {
@@ -1391,17 +1608,16 @@ test "the primary bounds the read window; a shadow does not, unless on_lag is bl
     c.flows[0].tail = 1000;
     c.ep[primary].done = 1000;
     // The shadow is 1000 behind; the primary is level: a full window may be read.
-    try std.testing.expectEqual(@as(u64, 1024), readRoom(&L, &c, &c.flows[0]));
+    try testing.expectEqual(@as(u64, 1024), readRoom(&L, &c, &c.flows[0]));
     c.ep[primary].done = 900;
-    try std.testing.expectEqual(@as(u64, 924), readRoom(&L, &c, &c.flows[0]));
-    L.on_lag = @intFromEnum(OnLag.block);
-    c.ep[primary].done = 1000;
+    try testing.expectEqual(@as(u64, 924), readRoom(&L, &c, &c.flows[0]));
+    L.config.on_lag = .block;
     c.flows[0].tail = 4000;
     c.ep[primary].done = 4000;
-    try std.testing.expectEqual(@as(u64, 96), readRoom(&L, &c, &c.flows[0]));
+    try testing.expectEqual(@as(u64, 96), readRoom(&L, &c, &c.flows[0]));
     // A closed shadow no longer counts.
     c.ep[first_shadow].state = .closed;
-    try std.testing.expectEqual(@as(u64, 1024), readRoom(&L, &c, &c.flows[0]));
+    try testing.expectEqual(@as(u64, 1024), readRoom(&L, &c, &c.flows[0]));
 }
 
 test "a shadow past max_lag is dropped under disconnect, kept under block" {
@@ -1412,28 +1628,28 @@ test "a shadow past max_lag is dropped under disconnect, kept under block" {
     c.flows[0].sinks = (1 << primary) | (1 << first_shadow);
     c.flows[0].tail = 4096;
     dropLagging(&L, &c, &c.flows[0]);
-    try std.testing.expectEqual(EpState.connecting, c.ep[first_shadow].state);
+    try testing.expectEqual(EpState.connecting, c.ep[first_shadow].state);
     c.flows[0].tail = 4097;
-    L.on_lag = @intFromEnum(OnLag.block);
+    L.config.on_lag = .block;
     dropLagging(&L, &c, &c.flows[0]);
-    try std.testing.expectEqual(EpState.connecting, c.ep[first_shadow].state);
-    L.on_lag = @intFromEnum(OnLag.disconnect);
+    try testing.expectEqual(EpState.connecting, c.ep[first_shadow].state);
+    L.config.on_lag = .disconnect;
     dropLagging(&L, &c, &c.flows[0]);
-    try std.testing.expectEqual(EpState.closed, c.ep[first_shadow].state);
-    try std.testing.expectEqual(Outcome.lagged_out, c.ep[first_shadow].outcome);
-    try std.testing.expectEqual(@as(u64, 1), L.shadow_dropped);
+    try testing.expectEqual(EpState.closed, c.ep[first_shadow].state);
+    try testing.expectEqual(Outcome.lagged_out, c.ep[first_shadow].outcome);
+    try testing.expectEqual(@as(u64, 1), L.state.shadow_dropped);
 }
 
 test "the ring grows keeping its bytes at their positions, and is released when empty" {
     var L = testLoop();
-    var st = State{ .conns = undefined, .ready = undefined, .nslots = 0 };
+    var st = testState();
     var c = Conn{};
     c.ep[primary] = .{ .state = .open };
     c.ep[first_shadow] = .{ .state = .open };
     const f = &c.flows[0];
     f.sinks = (1 << primary) | (1 << first_shadow);
-    try std.testing.expectEqual(@as(u64, 1024), ensureRoom(&L, &st, &c, f, 1024));
-    try std.testing.expectEqual(@as(usize, 1024), f.cap);
+    try testing.expectEqual(@as(u64, 1024), ensureRoom(&L, &st, &c, f, 1024));
+    try testing.expectEqual(@as(usize, 1024), f.cap);
     // Fill 1000 bytes starting at position 600 (wrapping), all unread by the shadow.
     f.tail = 600;
     c.ep[primary].done = 600;
@@ -1442,20 +1658,21 @@ test "the ring grows keeping its bytes at their positions, and is released when 
     while (pos < 1600) : (pos += 1) @as([*]u8, @ptrFromInt(f.buf))[pos & 1023] = @truncate(pos);
     f.tail = 1600;
     c.ep[primary].done = 1600;
-    try std.testing.expectEqual(@as(u64, 1024), ensureRoom(&L, &st, &c, f, 1024));
-    try std.testing.expectEqual(@as(usize, 2048), f.cap);
+    try testing.expectEqual(@as(u64, 1024), ensureRoom(&L, &st, &c, f, 1024));
+    try testing.expectEqual(@as(usize, 2048), f.cap);
     pos = 600;
     while (pos < 1600) : (pos += 1) {
-        try std.testing.expectEqual(@as(u8, @truncate(pos)), @as([*]u8, @ptrFromInt(f.buf))[pos & 2047]);
+        try testing.expectEqual(@as(u8, @truncate(pos)), @as([*]u8, @ptrFromInt(f.buf))[pos & 2047]);
     }
+    assertFlow(&c, f);
     // Never beyond max_lag + window.
-    try std.testing.expect(ensureRoom(&L, &st, &c, f, 1 << 20) <= pow2(L.max_lag + L.window) - 1000);
+    try testing.expect(ensureRoom(&L, &st, &c, f, 1 << 20) <= pow2(L.config.max_lag + L.config.window) - 1000);
     c.ep[first_shadow].done = f.tail;
     releaseIfEmpty(&L, &st, &c, f);
-    try std.testing.expect(f.buf != 0); // grown: kept while the flow is busy
+    try testing.expect(f.buf != 0); // grown: kept while the flow is busy
     releaseEmpty(&L, &st, &c, f, true);
-    try std.testing.expectEqual(@as(usize, 0), f.buf);
-    for (st.pool[0..st.pool_len]) |b| _ = sys.munmap(b, L.window);
+    try testing.expectEqual(@as(usize, 0), f.buf);
+    freePool(&L, &st);
 }
 
 test "sampling is deterministic per client address" {
@@ -1463,130 +1680,457 @@ test "sampling is deterministic per client address" {
     var c = Conn{};
     c.addr_len = 16;
     @memset(c.addr[0..16], 7);
-    L.sample_bp = 5000;
+    L.config.sample_bp = 5000;
     const first = sampled(&L, &c);
-    try std.testing.expectEqual(first, sampled(&L, &c));
-    L.sample_bp = 0;
-    try std.testing.expect(!sampled(&L, &c));
-    L.sample_bp = 10_000;
-    try std.testing.expect(sampled(&L, &c));
+    try testing.expectEqual(first, sampled(&L, &c));
+    L.config.sample_bp = 0;
+    try testing.expect(!sampled(&L, &c));
+    L.config.sample_bp = 10_000;
+    try testing.expect(sampled(&L, &c));
 }
 
 fn socketPair() [2]i32 {
     var fds: [2]i32 = undefined;
-    const r = sys.call(.socketpair, .{ 1, SOCK_STREAM | SOCK_NONBLOCK | O_CLOEXEC, 0, @intFromPtr(&fds) });
+    const kind = linux.SOCK.STREAM | linux.SOCK.NONBLOCK | linux.SOCK.CLOEXEC;
+    const r = sys.call(.socketpair, .{ linux.AF.UNIX, kind, 0, @intFromPtr(&fds) });
     std.debug.assert(r == 0);
     return fds;
 }
 
+fn closeAllFds(fds: []const i32) void {
+    for (fds) |fd| _ = sys.close(fd);
+}
+
 test "one flow step: the client's bytes reach the primary and the shadow, EOF becomes a shutdown" {
     var L = testLoop();
-    var st = State{ .conns = undefined, .ready = undefined, .nslots = 0 };
+    var st = testState();
     var c = Conn{};
     const cl = socketPair();
     const pr = socketPair();
     const sh = socketPair();
+    defer closeAllFds(&.{ cl[0], cl[1], pr[0], pr[1], sh[0], sh[1] });
     c.ep[client] = .{ .fd = cl[0], .state = .open, .readable = true, .writable = true };
     c.ep[primary] = .{ .fd = pr[0], .state = .open, .writable = true };
     c.ep[first_shadow] = .{ .fd = sh[0], .state = .open, .writable = true };
     const f = &c.flows[0];
     f.sinks = (1 << primary) | (1 << first_shadow);
-    try std.testing.expectEqual(@as(isize, 5), sys.write(cl[1], "hello", 5));
-    _ = sys.call(.shutdown, .{ sys.arg(cl[1]), SHUT_WR });
+    try testing.expectEqual(@as(isize, 5), sys.write(cl[1], "hello", 5));
+    _ = sys.call(.shutdown, .{ sys.arg(cl[1]), linux.SHUT.WR });
     var progress = true;
     var moved: u64 = 0;
     while (progress) {
         progress = false;
         flowStep(&L, &st, &c, f, &progress, &moved);
+        assertFlow(&c, f);
     }
-    try std.testing.expect(f.eof);
+    try testing.expect(f.eof);
     for ([_]i32{ pr[1], sh[1] }) |fd| {
         var buf: [16]u8 = undefined;
-        try std.testing.expectEqual(@as(isize, 5), sys.read(fd, &buf, buf.len));
-        try std.testing.expectEqualStrings("hello", buf[0..5]);
-        try std.testing.expectEqual(@as(isize, 0), sys.read(fd, &buf, buf.len));
+        try testing.expectEqual(@as(isize, 5), sys.read(fd, &buf, buf.len));
+        try testing.expectEqualStrings("hello", buf[0..5]);
+        try testing.expectEqual(@as(isize, 0), sys.read(fd, &buf, buf.len));
     }
-    try std.testing.expectEqual(@as(usize, 0), f.buf);
-    for ([_]i32{ cl[0], cl[1], pr[0], pr[1], sh[0], sh[1] }) |fd| _ = sys.close(fd);
-    for (st.pool[0..st.pool_len]) |b| _ = sys.munmap(b, L.window);
+    try testing.expectEqual(@as(usize, 0), f.buf);
+    freePool(&L, &st);
 }
 
-test "the next client goes to a loop holding at least two connections fewer" {
+test "a group hands the next client to a loop holding at least two connections fewer" {
     var L = testLoop();
-    var st = State{ .conns = undefined, .ready = undefined, .nslots = 0 };
-    var group = [_]Peer{ .{ .used = 0, .kick_fd = -1, ._pad = 0 }, .{ .used = 0, .kick_fd = -1, ._pad = 0 } };
-    L.group = @intFromPtr(&group);
-    L.group_len = 2;
-    L.group_index = 0;
+    var st = testState();
+    var group = Group{ .limit = 10, .npeers = 2 };
+    L.config.group = @intFromPtr(&group);
+    L.config.group_index = 0;
     st.used = 1;
-    try std.testing.expectEqual(@as(?usize, null), takerOf(&L, &st));
+    try testing.expectEqual(@as(?usize, null), takerOf(&L, &st));
     st.used = 2;
-    try std.testing.expectEqual(@as(?usize, 1), takerOf(&L, &st));
-    group[1].used = 1;
-    try std.testing.expectEqual(@as(?usize, null), takerOf(&L, &st));
+    try testing.expectEqual(@as(?usize, 1), takerOf(&L, &st));
+    group.peers[1].used = 1;
+    try testing.expectEqual(@as(?usize, null), takerOf(&L, &st));
     publishLoad(&L, &st);
-    try std.testing.expectEqual(@as(u64, 2), group[0].used);
+    try testing.expectEqual(@as(u64, 2), group.peers[0].used);
+}
+
+test "the group's limit: a place is taken while one is free, and given back once" {
+    var group = Group{ .limit = 2, .npeers = 1 };
+    try testing.expect(reservePlace(&group));
+    try testing.expect(reservePlace(&group));
+    try testing.expect(!reservePlace(&group));
+    try testing.expect(!groupHasRoom(&group));
+    releasePlace(&group);
+    try testing.expect(groupHasRoom(&group));
+    var L = testLoop();
+    L.config.group = @intFromPtr(&group);
+    var c = Conn{ .counted = true };
+    uncount(&L, &c);
+    uncount(&L, &c);
+    try testing.expectEqual(@as(u64, 0), group.counted);
 }
 
 test "the splice path: one round tee()d to the shadow's pipe, spliced to the primary, EOF shut down" {
     var L = testLoop();
-    L.method = @intFromEnum(Method.splice);
-    L.window_max = 4096;
-    var st = State{ .conns = undefined, .ready = undefined, .nslots = 0 };
+    L.config.method = .splice;
+    L.config.window_max = 4096;
+    var st = testState();
     var c = Conn{};
     const cl = socketPair();
     const pr = socketPair();
     const sh = socketPair();
+    defer closeAllFds(&.{ cl[0], cl[1], pr[0], pr[1], sh[0], sh[1] });
     c.ep[client] = .{ .fd = cl[0], .state = .open, .readable = true, .writable = true };
     c.ep[primary] = .{ .fd = pr[0], .state = .open, .writable = true };
     c.ep[first_shadow] = .{ .fd = sh[0], .state = .open, .writable = true };
     const f = &c.flows[0];
     f.sinks = (1 << primary) | (1 << first_shadow);
     trySplice(&L, &st, &c, f);
-    try std.testing.expect(f.spliced);
-    try std.testing.expect(c.ep[first_shadow].pipe_w >= 0);
-    try std.testing.expectEqual(@as(isize, 5), sys.write(cl[1], "hello", 5));
-    _ = sys.call(.shutdown, .{ sys.arg(cl[1]), SHUT_WR });
+    defer closePipes(&c);
+    try testing.expect(f.spliced);
+    try testing.expect(c.ep[first_shadow].pipe_w >= 0);
+    try testing.expectEqual(@as(isize, 5), sys.write(cl[1], "hello", 5));
+    _ = sys.call(.shutdown, .{ sys.arg(cl[1]), linux.SHUT.WR });
     var progress = true;
     var moved: u64 = 0;
     while (progress) {
         progress = false;
         spliceStep(&L, &c, f, &progress, &moved);
+        assertFlow(&c, f);
     }
-    try std.testing.expect(f.eof);
+    try testing.expect(f.eof);
     for ([_]i32{ pr[1], sh[1] }) |fd| {
         var buf: [16]u8 = undefined;
-        try std.testing.expectEqual(@as(isize, 5), sys.read(fd, &buf, buf.len));
-        try std.testing.expectEqualStrings("hello", buf[0..5]);
-        try std.testing.expectEqual(@as(isize, 0), sys.read(fd, &buf, buf.len));
+        try testing.expectEqual(@as(isize, 5), sys.read(fd, &buf, buf.len));
+        try testing.expectEqualStrings("hello", buf[0..5]);
+        try testing.expectEqual(@as(isize, 0), sys.read(fd, &buf, buf.len));
     }
-    closePipes(&c);
-    for ([_]i32{ cl[0], cl[1], pr[0], pr[1], sh[0], sh[1] }) |fd| _ = sys.close(fd);
+}
+
+test "a shadowed flow under block never splices (a short tee could not wait), whatever the method" {
+    var L = testLoop();
+    L.config.on_lag = .block;
+    var st = testState();
+    for ([_]Method{ .splice, .auto }) |method| {
+        L.config.method = method;
+        var c = Conn{};
+        c.ep[primary] = .{ .state = .open };
+        c.ep[first_shadow] = .{ .state = .open };
+        const f = &c.flows[0];
+        f.sinks = (1 << primary) | (1 << first_shadow);
+        trySplice(&L, &st, &c, f);
+        try testing.expect(!f.spliced and f.no_splice);
+        try testing.expectEqual(@as(i32, -1), f.pipe_r);
+        // Without shadows there is nothing to wait for: it splices.
+        var lone = Conn{};
+        lone.ep[client] = .{ .state = .open };
+        trySplice(&L, &st, &lone, &lone.flows[1]);
+        try testing.expect(lone.flows[1].spliced);
+        closePipes(&lone);
+    }
 }
 
 test "auto keeps a flow on copy when a shadow's pipe could not hold max_lag" {
     var L = testLoop();
-    L.method = @intFromEnum(Method.auto);
-    L.max_lag = 1 << 30; // far beyond any pipe an unprivileged process may have
-    var st = State{ .conns = undefined, .ready = undefined, .nslots = 0 };
+    L.config.method = .auto;
+    L.config.max_lag = 1 << 30; // far beyond any pipe an unprivileged process may have
+    var st = testState();
     var c = Conn{};
     c.ep[primary] = .{ .state = .open };
     c.ep[first_shadow] = .{ .state = .open };
     const f = &c.flows[0];
     f.sinks = (1 << primary) | (1 << first_shadow);
     trySplice(&L, &st, &c, f);
-    try std.testing.expect(!f.spliced);
-    try std.testing.expectEqual(@as(i32, -1), f.pipe_r);
-    try std.testing.expectEqual(@as(i32, -1), c.ep[first_shadow].pipe_r);
-    try std.testing.expect(f.no_splice); // decided once, not retried per read
+    try testing.expect(!f.spliced);
+    try testing.expectEqual(@as(i32, -1), f.pipe_r);
+    try testing.expectEqual(@as(i32, -1), c.ep[first_shadow].pipe_r);
+    try testing.expect(f.no_splice); // decided once, not retried per read
     f.no_splice = false;
-    L.max_lag = 1024;
-    L.on_lag = @intFromEnum(OnLag.block);
+    L.config.max_lag = 1024;
     trySplice(&L, &st, &c, f);
-    try std.testing.expect(!f.spliced and f.no_splice);
-    f.no_splice = false;
-    L.on_lag = @intFromEnum(OnLag.disconnect);
-    trySplice(&L, &st, &c, f);
-    try std.testing.expect(f.spliced);
+    try testing.expect(f.spliced);
     closePipes(&c);
+}
+
+test "a Unix peer sees ECONNRESET only if we close with its bytes unread; else EOF" {
+    var buf: [4]u8 = undefined;
+    const a = socketPair();
+    try testing.expectEqual(@as(isize, 1), sys.write(a[1], "x", 1));
+    closeReset(a[0]);
+    try testing.expect(sys.is(sys.read(a[1], &buf, buf.len), .CONNRESET));
+    _ = sys.close(a[1]);
+    const b = socketPair();
+    closeReset(b[0]); // SO_LINGER 0 does nothing for AF_UNIX
+    try testing.expectEqual(@as(isize, 0), sys.read(b[1], &buf, buf.len));
+    _ = sys.close(b[1]);
+}
+
+test "a socket() that fails is the shadow's failure (with its errno), not a refusal" {
+    var L = testLoop();
+    var c = Conn{};
+    var t = Target{ .len = 16, .tcp = 1 };
+    std.mem.writeInt(u16, t.addr[0..2], 0xffff, .little); // no such address family
+    c.flows[0].sinks = 1 << first_shadow;
+    startConnect(&L, &c, 0, first_shadow, &t);
+    const e = &c.ep[first_shadow];
+    try testing.expectEqual(EpState.closed, e.state);
+    try testing.expectEqual(Outcome.failed, e.outcome);
+    try testing.expectEqual(errnoValue(.AFNOSUPPORT), e.err);
+    try testing.expectEqual(@as(u64, 1), L.state.shadow_failed);
+}
+
+/// A loopback TCP listener; `t` gets its address.
+fn testListener(t: *Target) !i32 {
+    const fd = sys.call(.socket, .{ linux.AF.INET, linux.SOCK.STREAM | linux.SOCK.CLOEXEC, 0 });
+    if (fd < 0) return error.Socket;
+    const s: i32 = @intCast(fd);
+    var addr = linux.sockaddr.in{ .port = 0, .addr = std.mem.nativeToBig(u32, 0x7f00_0001) };
+    var len: u32 = @sizeOf(linux.sockaddr.in);
+    if (sys.call(.bind, .{ sys.arg(s), @intFromPtr(&addr), len }) < 0) return error.Bind;
+    if (sys.call(.listen, .{ sys.arg(s), 16 }) < 0) return error.Listen;
+    if (sys.call(.getsockname, .{ sys.arg(s), @intFromPtr(&addr), @intFromPtr(&len) }) < 0) return error.Name;
+    t.* = .{ .len = len, .tcp = 1 };
+    @memcpy(t.addr[0..len], std.mem.asBytes(&addr)[0..len]);
+    return s;
+}
+
+/// A blocking client socket connected to `t` (a loopback listener takes it into its backlog).
+fn testConnect(t: *const Target) !i32 {
+    const fd = sys.call(.socket, .{ linux.AF.INET, linux.SOCK.STREAM | linux.SOCK.CLOEXEC, 0 });
+    if (fd < 0) return error.Socket;
+    if (sys.call(.connect, .{ sys.arg(@intCast(fd)), @intFromPtr(&t.addr), t.len }) < 0) return error.Connect;
+    return @intCast(fd);
+}
+
+/// Waits up to 2 s for `fd` to be readable.
+fn testWait(fd: i32) !void {
+    var p = [1]sys.PollFd{.{ .fd = fd, .events = linux.POLL.IN, .revents = 0 }};
+    if (sys.poll(&p, 1, 2000) != 1) return error.Timeout;
+}
+
+fn testAccept(ln: i32) !i32 {
+    try testWait(ln);
+    const r = sys.call(.accept4, .{ sys.arg(ln), 0, 0, linux.SOCK.CLOEXEC });
+    if (r < 0) return error.Accept;
+    return @intCast(r);
+}
+
+/// Reads exactly `want` and then EOF from a blocking socket.
+fn testExpect(fd: i32, want: []const u8) !void {
+    var buf: [64]u8 = undefined;
+    var got: usize = 0;
+    while (true) {
+        try testWait(fd);
+        const r = sys.read(fd, buf[got..].ptr, buf.len - got);
+        if (r < 0) return error.Read;
+        if (r == 0) break;
+        got += @intCast(r);
+    }
+    try testing.expectEqualStrings(want, buf[0..got]);
+}
+
+/// One loop on loopback sockets: its listener, a primary and `shadows`
+/// shadows listening, a group of one. Lives in place (the loop points at its group).
+const Rig = struct {
+    L: Loop,
+    group: Group,
+    wake: i32,
+    kick: i32,
+    listener: Target,
+    backends: [2]i32,
+    reports: [4]Report,
+    taken: u64 = 0,
+
+    fn init(r: *Rig, shadows: u32, limit: u64) !void {
+        r.* = .{ .L = .{}, .group = .{ .limit = limit, .npeers = 1 }, .wake = -1, .kick = -1, .listener = .{}, .backends = .{ -1, -1 }, .reports = undefined };
+        oc_mirror_defaults(&r.L);
+        const cfg = &r.L.config;
+        cfg.listen_fd = try testListener(&r.listener);
+        const efd = linux.EFD.NONBLOCK | linux.EFD.CLOEXEC;
+        r.wake = @intCast(sys.call(.eventfd2, .{ 0, efd }));
+        r.kick = @intCast(sys.call(.eventfd2, .{ 0, efd }));
+        r.group.peers[0].kick_fd = r.kick;
+        _ = sys.call(.fcntl, .{ sys.arg(cfg.listen_fd), linux.F.SETFL, sys.O_NONBLOCK });
+        cfg.wake_fd = r.wake;
+        cfg.group = @intFromPtr(&r.group);
+        cfg.slots = 4;
+        cfg.report_cap = r.reports.len;
+        cfg.listen_tcp = 1;
+        cfg.method = .copy;
+        cfg.budget_ns = 20_000_000;
+        cfg.ntargets = 1 + shadows;
+        for (0..1 + shadows) |k| r.backends[k] = try testListener(&cfg.targets[k]);
+        try testing.expectEqual(@as(isize, 0), oc_mirror_init(&r.L));
+    }
+
+    fn deinit(r: *Rig) void {
+        _ = oc_mirror_release(&r.L);
+        closeAllFds(&.{ r.L.config.listen_fd, r.wake, r.kick });
+        for (r.backends) |fd| if (fd >= 0) {
+            _ = sys.close(fd);
+        };
+    }
+
+    /// Runs batches for `ms` milliseconds, counting the reports.
+    fn run(r: *Rig, ms: u64) void {
+        const end = sys.nowNs() + ms * 1_000_000;
+        while (sys.nowNs() < end) {
+            _ = oc_mirror_run(&r.L, &r.reports);
+            r.taken += r.L.state.nreports;
+        }
+    }
+};
+
+test "the life of a connection on loopback: accept, connect, flow, half-close, linger, finish, report" {
+    var rig: Rig = undefined;
+    try rig.init(1, 8);
+    defer rig.deinit();
+    rig.L.config.grace_ns = 10_000_000_000;
+    const cl = try testConnect(&rig.listener);
+    defer _ = sys.close(cl);
+    rig.run(40);
+    try testing.expectEqual(@as(u64, 1), rig.L.state.accepted);
+    try testing.expectEqual(@as(u64, 1), rig.group.counted);
+    try testing.expectEqual(@as(u32, 1), rig.L.state.listening);
+    const pr = try testAccept(rig.backends[0]);
+    defer _ = sys.close(pr);
+    const sh = try testAccept(rig.backends[1]);
+    defer _ = sys.close(sh);
+    // The client's half: the primary and the shadow get its bytes, then EOF.
+    try testing.expectEqual(@as(isize, 5), sys.write(cl, "hello", 5));
+    _ = sys.call(.shutdown, .{ sys.arg(cl), linux.SHUT.WR });
+    rig.run(40);
+    try testExpect(pr, "hello");
+    try testExpect(sh, "hello");
+    // The primary's half: the client gets it, then EOF; the client and primary are closed.
+    try testing.expectEqual(@as(isize, 5), sys.write(pr, "world", 5));
+    _ = sys.call(.shutdown, .{ sys.arg(pr), linux.SHUT.WR });
+    rig.run(40);
+    try testExpect(cl, "world");
+    // The shadow has its stream but not said its end: it lingers, holding no place.
+    try testing.expectEqual(@as(u64, 0), rig.taken);
+    try testing.expectEqual(@as(u64, 1), rig.L.state.active);
+    try testing.expectEqual(@as(u64, 0), rig.group.counted);
+    // It answers, then ends: read to its EOF, the connection is finished and reported.
+    try testing.expectEqual(@as(isize, 5), sys.write(sh, "reply", 5));
+    _ = sys.call(.shutdown, .{ sys.arg(sh), linux.SHUT.WR });
+    rig.run(40);
+    try testing.expectEqual(@as(u64, 1), rig.taken);
+    const r = rig.reports[0];
+    try testing.expectEqual(@as(u64, 5), r.bytes_in);
+    try testing.expectEqual(@as(u64, 5), r.bytes_out);
+    try testing.expectEqual(@as(u64, 5), r.to_primary);
+    try testing.expectEqual(Outcome.complete, r.client_outcome);
+    try testing.expectEqual(Outcome.complete, r.primary_outcome);
+    try testing.expectEqual(Outcome.complete, r.shadow_outcome[0]);
+    try testing.expectEqual(@as(u64, 5), r.shadow_bytes[0]);
+    try testing.expectEqual(Capture.off, r.capture);
+    try testing.expectEqual(@as(u64, 0), rig.L.state.active);
+    try testing.expectEqual(@as(u64, 1), rig.L.state.closed);
+}
+
+test "a shadow that never ends is closed when its grace runs out: complete if it had every byte" {
+    var rig: Rig = undefined;
+    try rig.init(1, 8);
+    defer rig.deinit();
+    rig.L.config.grace_ns = 100_000_000;
+    const cl = try testConnect(&rig.listener);
+    defer _ = sys.close(cl);
+    rig.run(40);
+    const pr = try testAccept(rig.backends[0]);
+    defer _ = sys.close(pr);
+    const sh = try testAccept(rig.backends[1]);
+    defer _ = sys.close(sh);
+    _ = sys.write(cl, "hi", 2);
+    _ = sys.call(.shutdown, .{ sys.arg(cl), linux.SHUT.WR });
+    _ = sys.call(.shutdown, .{ sys.arg(pr), linux.SHUT.WR });
+    rig.run(40);
+    try testing.expectEqual(@as(u64, 0), rig.taken);
+    _ = sys.write(sh, "unread reply", 12);
+    rig.run(200);
+    try testing.expectEqual(@as(u64, 1), rig.taken);
+    try testing.expectEqual(Outcome.complete, rig.reports[0].shadow_outcome[0]);
+    // Its reply was read before the close, so it sees our FIN after its bytes, not a reset.
+    try testExpect(sh, "hi");
+}
+
+test "a finished connection still on the ready list is not pumped again, and its slot is freed once" {
+    var rig: Rig = undefined;
+    try rig.init(0, 8);
+    defer rig.deinit();
+    const cl = try testConnect(&rig.listener);
+    defer _ = sys.close(cl);
+    rig.run(40);
+    const pr = try testAccept(rig.backends[0]);
+    defer _ = sys.close(pr);
+    const L = &rig.L;
+    const st = stateOf(L);
+    try testing.expectEqual(@as(u32, 0), st.ready_len);
+    // Queued (say, its pump quota was used), then finished in the same pump.
+    enqueue(st, 0);
+    primaryFailed(L, &st.conns[0], .reset, .CONNRESET);
+    settle(L, st, 0, sys.nowNs());
+    try testing.expect(st.conns[0].finished and st.conns[0].queued);
+    flushReports(L, st, &rig.reports, sys.nowNs());
+    try testing.expectEqual(@as(u64, 1), L.state.closed);
+    try testing.expectEqual(@as(u32, 0), st.used);
+    // The slot is reused while its old entry is still queued: still one entry.
+    const pair = socketPair();
+    defer _ = sys.close(pair[1]);
+    try testing.expect(reservePlace(&rig.group));
+    newConn(L, st, pair[0], &.{});
+    try testing.expectEqual(@as(u32, 1), st.ready_len);
+    try testing.expectEqual(@as(u32, 1), st.used);
+    // Close the new one too, and report it: now the entry is stale.
+    primaryFailed(L, &st.conns[0], .reset, .CONNRESET);
+    settle(L, st, 0, sys.nowNs());
+    L.state.nreports = 0;
+    flushReports(L, st, &rig.reports, sys.nowNs());
+    runReady(L, st);
+    try testing.expectEqual(@as(u32, 0), st.ready_len);
+    try testing.expectEqual(@as(u64, 0), L.state.active);
+    try testing.expectEqual(@as(u64, 2), L.state.accepted);
+    try testing.expectEqual(@as(u64, 2), L.state.closed);
+    try testing.expectEqual(@as(u32, 0), st.used);
+    try testing.expectEqual(@as(u64, 0), rig.group.counted);
+    try testing.expectEqual(@as(u32, 0), st.free_head);
+    try testing.expectEqual(nil, st.conns[0].next);
+}
+
+test "past the group's limit a client waits in the backlog; it is taken once a place is free" {
+    var rig: Rig = undefined;
+    try rig.init(0, 1);
+    defer rig.deinit();
+    const first = try testConnect(&rig.listener);
+    const second = try testConnect(&rig.listener);
+    defer _ = sys.close(second);
+    rig.run(40);
+    try testing.expectEqual(@as(u64, 1), rig.L.state.accepted);
+    try testing.expectEqual(@as(u32, 0), rig.L.state.listening);
+    const pr = try testAccept(rig.backends[0]);
+    _ = sys.close(pr);
+    _ = sys.close(first);
+    rig.run(100);
+    try testing.expectEqual(@as(u64, 2), rig.L.state.accepted);
+    const pr2 = try testAccept(rig.backends[0]);
+    _ = sys.close(pr2);
+}
+
+test "init refuses a config outside its ranges" {
+    var group = Group{ .limit = 1, .npeers = 1 };
+    var L = Loop{};
+    oc_mirror_defaults(&L);
+    L.config.ntargets = 1;
+    L.config.slots = 2;
+    L.config.report_cap = 1;
+    L.config.group = @intFromPtr(&group);
+    try testing.expect(validConfig(&L.config));
+    @as(*u32, @ptrCast(&L.config.on_lag)).* = 7;
+    try testing.expect(sys.is(oc_mirror_init(&L), .INVAL));
+    L.config.on_lag = .block;
+    @as(*u32, @ptrCast(&L.config.method)).* = 3;
+    try testing.expect(sys.is(oc_mirror_init(&L), .INVAL));
+    L.config.method = .splice;
+    L.config.max_lag = max_lag_max + 1;
+    try testing.expect(sys.is(oc_mirror_init(&L), .INVAL));
+    L.config.max_lag = 1;
+    L.config.group = 0;
+    try testing.expect(sys.is(oc_mirror_init(&L), .INVAL));
+    try testing.expectEqual(Status.failed, oc_mirror_run(&L, undefined));
 }

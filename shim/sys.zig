@@ -105,6 +105,36 @@ pub fn nowNs() u64 {
     return @as(u64, @intCast(ts.sec)) * 1_000_000_000 + @as(u64, @intCast(ts.nsec));
 }
 
+/// Wall-clock time in nanoseconds since the epoch (timestamps in reports).
+pub fn realtimeNs() u64 {
+    var ts: linux.timespec = undefined;
+    _ = linux.syscall2(.clock_gettime, @intFromEnum(linux.CLOCK.REALTIME), @intFromPtr(&ts));
+    return @as(u64, @intCast(ts.sec)) * 1_000_000_000 + @as(u64, @intCast(ts.nsec));
+}
+
+/// Whether an enum field TypeScript wrote holds one of the enum's values; read
+/// as its integer, since loading an invalid value as the enum is undefined.
+pub fn validTag(comptime T: type, field: *const T) bool {
+    const raw = @as(*const @typeInfo(T).@"enum".tag_type, @ptrCast(field)).*;
+    _ = std.meta.intToEnum(T, raw) catch return false;
+    return true;
+}
+
+// ---- Flags and requests the loops share (engine.zig, mirror.zig), named once.
+
+pub const O_NONBLOCK: u32 = @bitCast(linux.O{ .NONBLOCK = true });
+pub const O_CLOEXEC: u32 = @bitCast(linux.O{ .CLOEXEC = true });
+/// A pipe's capacity (F_LINUX_SPECIFIC_BASE + 7 and + 8, the same on every
+/// architecture; std.os.linux has no name for them).
+pub const F_SETPIPE_SZ: u32 = 1031;
+pub const F_GETPIPE_SZ: u32 = 1032;
+/// Bytes queued in a pipe or a socket's receive queue.
+pub const FIONREAD: u32 = linux.T.FIONREAD;
+/// splice(2)/tee(2) flags (include/linux/splice.h, the same on every architecture).
+pub const SPLICE_F_MOVE: u32 = 1;
+pub const SPLICE_F_NONBLOCK: u32 = 2;
+pub const PROT_RW: u32 = linux.PROT.READ | linux.PROT.WRITE;
+
 pub const PollFd = extern struct { fd: i32, events: i16, revents: i16 };
 
 /// The kernel's sigset size (ppoll, rt_sigaction): _NSIG / 8 bytes. Zig's
@@ -140,13 +170,17 @@ test "call retries nothing but EINTR, and reports errors as -errno" {
     try std.testing.expectEqual(@as(isize, -22), fail(.INVAL));
 }
 
-const o_nonblock: u32 = 0o4000;
-const o_cloexec: u32 = 0o2000000;
+test "the shared flags have the kernel's values on this architecture" {
+    try std.testing.expectEqual(@as(u32, 0o4000), O_NONBLOCK);
+    try std.testing.expectEqual(@as(u32, 0o2000000), O_CLOEXEC);
+    try std.testing.expectEqual(@as(u32, 0x541B), FIONREAD);
+    try std.testing.expect(realtimeNs() > 1_700_000_000 * 1_000_000_000);
+}
 
 test "ppoll's sigset size is the kernel's (8 bytes), and a timeout of 0 returns at once" {
     try std.testing.expectEqual(8, sigset_bytes);
     var fds: [2]i32 = undefined;
-    try std.testing.expectEqual(@as(isize, 0), pipe2(&fds, o_nonblock | o_cloexec));
+    try std.testing.expectEqual(@as(isize, 0), pipe2(&fds, O_NONBLOCK | O_CLOEXEC));
     defer for (fds) |fd| {
         _ = close(fd);
     };

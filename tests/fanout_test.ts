@@ -291,9 +291,10 @@ Deno.test("an output tee opens (createWriter) closes at once after 512 MiB: new 
   const t0 = performance.now();
   out.close(); // after a truncation to 0, ext4 would first push all 512 MiB to disk
   const ms = performance.now() - t0;
-  assert.ok(ms < 100, `close() took ${ms.toFixed(0)} ms`);
+  // Generous for a loaded box: the flush it avoids takes over a second here.
+  assert.ok(ms < 400, `close() took ${ms.toFixed(0)} ms`);
   Deno.writeTextFileSync(`${dir.path}/old`, "old content");
-  using again = await createWriter(`${dir.path}/old`);
+  using _again = await createWriter(`${dir.path}/old`);
   assert.equal(Deno.statSync(`${dir.path}/old`).size, 0, "a file with content is still truncated");
 });
 
