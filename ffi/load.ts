@@ -13,7 +13,7 @@
  * @module
  */
 
-import { type ShimSymbols, symbols } from "./symbols.ts";
+import { boundLater, type ShimSymbols, symbols } from "./symbols.ts";
 import { granted, loaderNeeds, PermissionError, requirePermissions } from "./permissions.ts";
 import { dlopenFromMemory } from "./memfd.ts";
 import * as x86_64 from "./shim_x86_64.generated.ts";
@@ -21,7 +21,7 @@ import * as aarch64 from "./shim_aarch64.generated.ts";
 
 const embedded: Record<string, { sha256: string; base64: string }> = { x86_64, aarch64 };
 
-let loaded: Deno.DynamicLibrary<typeof symbols> | undefined;
+let loaded: ShimSymbols | undefined;
 
 /** An environment variable, or undefined without permission to read it (never prompts). */
 function env(name: string): string | undefined {
@@ -40,9 +40,17 @@ function decode(base64: string): Uint8Array {
   return bytes;
 }
 
+/** Byte equality, four bytes a step (a byte loop over the ~70 KB library took ~3 ms at start-up). */
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  const words = a.length >>> 2;
+  const aligned = a.byteOffset % 4 === 0 && b.byteOffset % 4 === 0;
+  if (aligned && words > 0) {
+    const x = new Int32Array(a.buffer, a.byteOffset, words);
+    const y = new Int32Array(b.buffer, b.byteOffset, words);
+    for (let i = 0; i < words; i++) if (x[i] !== y[i]) return false;
+  }
+  for (let i = aligned ? words * 4 : 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
 }
 
@@ -122,7 +130,38 @@ export function cachedLibraryPath(dir: string): string {
 
 /** Loads (once) and returns the shim's symbols. */
 export function shim(): ShimSymbols {
-  return library().symbols;
+  return library();
+}
+
+/** The part of the symbol table named by `names`. */
+function part(names: readonly string[]): Deno.ForeignLibraryInterface {
+  return Object.fromEntries(names.map((n) => [n, symbols[n as keyof typeof symbols]]));
+}
+
+/**
+ * Binds the library at `path` (a file that stays where it is): what every run
+ * needs now, each group of `boundLater` on the first use of one of its
+ * symbols (the getter then gives way to the bound function).
+ */
+function bindLazily(path: string): ShimSymbols {
+  const later = new Set<string>(Object.values(boundLater).flat());
+  const table: Record<string, unknown> = {
+    ...Deno.dlopen(path, part(Object.keys(symbols).filter((n) => !later.has(n)))).symbols,
+  };
+  for (const names of Object.values(boundLater)) {
+    const bindGroup = () => {
+      const bound = Deno.dlopen(path, part(names)).symbols;
+      for (const n of names) Object.defineProperty(table, n, { value: bound[n], enumerable: true });
+    };
+    for (const n of names) {
+      Object.defineProperty(table, n, {
+        configurable: true,
+        enumerable: true,
+        get: () => (bindGroup(), table[n]),
+      });
+    }
+  }
+  return table as ShimSymbols;
 }
 
 /**
@@ -130,12 +169,12 @@ export function shim(): ShimSymbols {
  * opens it and removes the directory at once: nothing is left behind, and
  * the open mapping does not need the file.
  */
-function loadPrivately(base: string, bytes: Uint8Array): Deno.DynamicLibrary<typeof symbols> {
+function loadPrivately(base: string, bytes: Uint8Array): ShimSymbols {
   const dir = Deno.makeTempDirSync({ dir: base, prefix: "onecopy-" });
   try {
     const path = `${dir}/${libraryName()}`;
     Deno.writeFileSync(path, bytes, { mode: 0o600 });
-    return Deno.dlopen(path, symbols);
+    return Deno.dlopen(path, symbols).symbols; // all at once: the file is gone after this
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
@@ -145,16 +184,16 @@ const envHint = "with --allow-env=HOME,XDG_CACHE_HOME the shim is cached in ~/.c
   "instead of unpacked on every run";
 
 /** Opens the library from where it should come from; permissions are checked first. */
-function open(): Deno.DynamicLibrary<typeof symbols> {
+function open(): ShimSymbols {
   const override = env("ONECOPY_SHIM");
   if (override) {
     requirePermissions(loaderNeeds(override));
-    return Deno.dlopen(override, symbols);
+    return bindLazily(override);
   }
   const dir = cacheDir();
   if (dir) {
     requirePermissions(loaderNeeds(`${dir}/${libraryName()}`, { path: dir, read: true }));
-    if (trustedDir(dir)) return Deno.dlopen(cachedLibraryPath(dir), symbols);
+    if (trustedDir(dir)) return bindLazily(cachedLibraryPath(dir));
   }
   // From memory, with --allow-ffi alone (unscoped: it opens libc); else from a
   // private temp directory, as where the system refuses a memfd.
@@ -163,14 +202,15 @@ function open(): Deno.DynamicLibrary<typeof symbols> {
     requirePermissions(loaderNeeds(""), dir ? "" : envHint);
   }
   const bytes = decode(embedded[supportedArch()].base64);
+  // All at once: the memfd is closed once it is mapped.
   const inMemory = dlopenFromMemory("libonecopy", bytes, symbols);
-  if (inMemory) return inMemory;
+  if (inMemory) return inMemory.symbols;
   requirePermissions(loaderNeeds(`${base}/`, { path: base, read: false }), dir ? "" : envHint);
   return loadPrivately(base, bytes);
 }
 
-/** Loads (once) and returns the shim library. */
-export function library(): Deno.DynamicLibrary<typeof symbols> {
+/** Loads (once) and returns the shim's symbols. */
+export function library(): ShimSymbols {
   if (loaded) return loaded;
   try {
     loaded = open();

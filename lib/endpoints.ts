@@ -12,7 +12,12 @@ import * as raw from "../ffi/raw.ts";
 import { printable } from "../ffi/errors.ts";
 import { Fd, openReader, openWriter, truncateToEmpty } from "./fd.ts";
 import { parseTarget } from "./addr.ts";
-import { type DestinationSpec, isStreamSource, type SourceSpec } from "./specs.ts";
+import {
+  type DestinationSpec,
+  isStreamSource,
+  isWritableStream,
+  type SourceSpec,
+} from "./specs.ts";
 import { StreamDestination, type Streams, StreamSource } from "./streams.ts";
 import { smallFileLimit } from "./small.ts";
 import type { DestinationReport, FanoutOptions } from "./fanout.ts";
@@ -84,7 +89,7 @@ export async function openDestination(
   owned: Owned,
   streams: Streams,
 ) {
-  if (spec instanceof WritableStream) {
+  if (isWritableStream(spec)) {
     const dest = new StreamDestination(spec, label, options.pipeSize ?? defaultPipeSize);
     streams.dests.set(dest.fd, dest);
     return dest.fd;
