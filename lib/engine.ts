@@ -49,7 +49,7 @@ import type { Streams } from "./streams.ts";
 import { borrowBuffer, returnBuffers } from "./buffers.ts";
 import { defaultPipeSize, type Live, type Owned } from "./endpoints.ts";
 import type { DestinationReport, FanoutOptions, FanoutReport } from "./fanout.ts";
-import { batchBudgetNs, MiB } from "./units.ts";
+import { batchBudgetNs, MiB, quietBatchBudgetNs } from "./units.ts";
 
 /** The mmap-write window: how much of the source file is mapped at a time. */
 const windowBytes = 16 * MiB;
@@ -179,6 +179,7 @@ export async function runEngine(
   try {
     const pipeSize = options.pipeSize ?? defaultPipeSize;
     setUpSource(engine, src, pipeSize, own);
+    engine.job.set("budget_ns", options.onProgress ? batchBudgetNs : quietBatchBudgetNs);
     live.forEach(({ fd }, k) =>
       setUpDestination(engine, engine.dests[k], fd, plan.feeds[k], {
         pipeSize,
@@ -267,7 +268,6 @@ function setUpSource(e: Engine, src: Fd, pipeSize: number, own: OwnFds): void {
   job.set("chunk", e.chunk);
   job.set("null_fd", own.nullFd);
   job.set("wake_fd", own.wakeFd);
-  job.set("budget_ns", batchBudgetNs);
   job.set("map_len", windowBytes);
   if (src.kind === "file") job.set("src_size", raw.statx(src.fd).size);
   if (src.kind !== "file" && isBlocking(src.fd)) job.set("src_flags", SRC_MAY_BLOCK);
