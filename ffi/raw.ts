@@ -351,6 +351,15 @@ export async function pollAsync(fds: PollRequest[], timeoutMs: number): Promise<
   return fds.map((_, i) => buf[i * 4 + 3]);
 }
 
+/**
+ * write(2) on a worker thread, for a blocking fd: it returns once the kernel
+ * took what it will (for a pipe, every byte, waiting for room as it goes), and
+ * the event loop never waits. `buf` must stay untouched until it resolves.
+ */
+export async function writeAsync(fd: number, buf: Uint8Array): Promise<number> {
+  return check(await shim().oc_write_async(fd, bytesOf(buf), BigInt(buf.length)), "write");
+}
+
 /** eventfd2(2): a counter fd, used to wake a loop blocked in poll(). */
 export function eventfd(initval = 0, flags = EFD_CLOEXEC | EFD_NONBLOCK): number {
   return check(shim().oc_eventfd(initval, flags), "eventfd");
