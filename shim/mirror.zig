@@ -323,8 +323,14 @@ const Flow = struct {
     pipe_w: i32 = -1,
     /// This flow moves bytes by the splice path (`spliceStep`).
     spliced: bool = false,
-    /// This flow stays on the copy path (see `trySplice`).
+    /// This flow stays on the copy path for good: its pipes could not be had
+    /// (out of fds or pipe pages; see `trySplice`).
     no_splice: bool = false,
+    /// The live shadows (a sink mask) that keep this flow on the copy path
+    /// (under `block`, or pipes too small for max_lag). Decided once for them,
+    /// never per read; decided again once that set changes: a dropped shadow
+    /// must not leave the primary copying for the rest of the connection.
+    kept_by: u16 = 0,
     /// copy path: how far the source may run ahead of an essential sink (0:
     /// `window`). Doubled, up to `window_max`, each time a read fills it: a
     /// bulk flow then moves more per syscall; idle, it is reset (see `sweep`).
@@ -692,8 +698,13 @@ fn closeFlowPipes(c: *Conn, f: *Flow) void {
     }
 }
 
-fn shadowed(f: *const Flow) bool {
-    return f.sinks & ~@as(u16, (1 << client) | (1 << primary)) != 0;
+/// The sink mask of this flow's shadows that are still connecting or open.
+fn liveShadows(c: *const Conn, f: *const Flow) u16 {
+    var live: u16 = 0;
+    for (first_shadow..max_eps) |i| {
+        if (hasSink(f, i) and alive(&c.ep[i])) live |= @as(u16, 1) << @intCast(i);
+    }
+    return live;
 }
 
 /// Moves a flow to the splice path: at the start (`--method splice`) or, under
@@ -702,13 +713,18 @@ fn shadowed(f: *const Flow) bool {
 /// pages) it stays on the copy path.
 fn trySplice(L: *const Loop, st: *State, c: *Conn, f: *Flow) void {
     if (f.no_splice or f.cap_fd >= 0 or flowLow(c, f) != f.tail) return;
+    const live = liveShadows(c, f);
+    if (f.kept_by != 0 and f.kept_by == live) return; // decided for these shadows
+    f.kept_by = 0;
     // Under block a shadow must get every byte, and a short tee() (a pipe out
     // of slots) cannot be continued: such flows keep copying, whatever the method.
-    f.no_splice = shadowed(f) and L.config.on_lag == .block;
-    if (f.no_splice) return;
+    if (live != 0 and L.config.on_lag == .block) {
+        f.kept_by = live;
+        return;
+    }
     f.no_splice = !openPipes(L, c, f);
     if (f.no_splice) return closeFlowPipes(c, f);
-    if (L.config.method == .auto and shadowed(f)) {
+    if (L.config.method == .auto and live != 0) {
         // A spliced shadow's backlog is its pipe less a round (3/4 of it):
         // switch only if that honours max_lag (pipe-max-size, 1 MiB for an
         // unprivileged user, often does not: those flows keep copying).
@@ -716,7 +732,7 @@ fn trySplice(L: *const Loop, st: *State, c: *Conn, f: *Flow) void {
             if (!hasSink(f, i) or !alive(&c.ep[i])) continue;
             const cap = c.ep[i].pipe_cap;
             if (cap - cap / 4 < L.config.max_lag or cap < min_shadow_pipe) {
-                f.no_splice = true;
+                f.kept_by = live;
                 return closeFlowPipes(c, f);
             }
         }
@@ -890,7 +906,9 @@ fn flowStep(L: *Loop, st: *State, c: *Conn, f: *Flow, progress: *bool, moved: *u
         if (e.state == .open and f.eof and e.done == f.tail and !e.wr_shut) shutWrite(e, progress);
     }
     captureStep(c, f);
-    if (L.config.method == .auto and f.win >= L.config.window_max and !f.eof) trySplice(L, st, c, f);
+    // A bulk flow under auto switches; one the shadows kept copying (either
+    // method) is looked at again, which is cheap until that set of shadows changes.
+    if (L.config.method != .copy and f.win >= L.config.window_max and !f.eof) trySplice(L, st, c, f);
     if (!f.spliced) releaseIfEmpty(L, st, c, f);
 }
 
@@ -1815,7 +1833,7 @@ test "a shadowed flow under block never splices (a short tee could not wait), wh
         const f = &c.flows[0];
         f.sinks = (1 << primary) | (1 << first_shadow);
         trySplice(&L, &st, &c, f);
-        try testing.expect(!f.spliced and f.no_splice);
+        try testing.expect(!f.spliced and f.kept_by != 0);
         try testing.expectEqual(@as(i32, -1), f.pipe_r);
         // Without shadows there is nothing to wait for: it splices.
         var lone = Conn{};
@@ -1840,12 +1858,43 @@ test "auto keeps a flow on copy when a shadow's pipe could not hold max_lag" {
     try testing.expect(!f.spliced);
     try testing.expectEqual(@as(i32, -1), f.pipe_r);
     try testing.expectEqual(@as(i32, -1), c.ep[first_shadow].pipe_r);
-    try testing.expect(f.no_splice); // decided once, not retried per read
-    f.no_splice = false;
+    try testing.expect(f.kept_by != 0 and !f.no_splice);
+    // Decided once for this shadow, not retried per read: even with a max_lag
+    // that would fit now, nothing is opened.
     L.config.max_lag = 1024;
+    trySplice(&L, &st, &c, f);
+    try testing.expect(!f.spliced);
+    try testing.expectEqual(@as(i32, -1), f.pipe_r);
+    f.kept_by = 0;
     trySplice(&L, &st, &c, f);
     try testing.expect(f.spliced);
     closePipes(&c);
+}
+
+test "a flow the shadows kept copying splices once they are gone (a dropped shadow must not slow the primary)" {
+    for ([_]OnLag{ .disconnect, .block }) |on_lag| {
+        var L = testLoop();
+        L.config.method = .auto;
+        L.config.on_lag = on_lag;
+        L.config.max_lag = 1 << 30; // no shadow pipe can hold it: kept copying
+        var st = testState();
+        var c = Conn{};
+        c.ep[primary] = .{ .state = .open };
+        c.ep[first_shadow] = .{ .state = .open };
+        c.ep[first_shadow + 1] = .{ .state = .open };
+        const f = &c.flows[0];
+        f.sinks = (1 << primary) | (1 << first_shadow) | (1 << (first_shadow + 1));
+        trySplice(&L, &st, &c, f);
+        try testing.expect(!f.spliced and f.kept_by != 0);
+        c.ep[first_shadow].state = .closed; // one dropped: the other still keeps it copying
+        trySplice(&L, &st, &c, f);
+        try testing.expect(!f.spliced and f.kept_by != 0);
+        c.ep[first_shadow + 1].state = .closed; // none left
+        trySplice(&L, &st, &c, f);
+        try testing.expect(f.spliced);
+        try testing.expect(f.pipe_r >= 0);
+        closePipes(&c);
+    }
 }
 
 test "a Unix peer sees ECONNRESET only if we close with its bytes unread; else EOF" {
