@@ -867,7 +867,6 @@ fn flowStep(L: *Loop, st: *State, c: *Conn, f: *Flow, progress: *bool, moved: *u
                 moved.* += got;
                 if (f.src == client) L.state.bytes_in += got;
                 progress.* = true;
-                dropLagging(L, c, f);
             } else if (r == 0) {
                 // After a reset read() may say EOF (the FIN came first); SO_ERROR tells.
                 if (socketError(s.fd)) |err| return epFailed(L, c, f.src, err);
@@ -905,6 +904,8 @@ fn flowStep(L: *Loop, st: *State, c: *Conn, f: *Flow, progress: *bool, moved: *u
         }
         if (e.state == .open and f.eof and e.done == f.tail and !e.wr_shut) shutWrite(e, progress);
     }
+    // After the writes: the primary's progress is what a shadow falls behind.
+    dropLagging(L, c, f);
     captureStep(c, f);
     // A bulk flow under auto switches; one the shadows kept copying (either
     // method) is looked at again, which is cheap until that set of shadows changes.
@@ -995,8 +996,21 @@ fn spliceStep(L: *Loop, c: *Conn, f: *Flow, progress: *bool, moved: *u64) void {
     }
 }
 
+/// How far shadow `e` is behind: the bytes kept for it alone, which the
+/// primary already has. What neither has yet is the primary's backlog (its
+/// read window, up to 1 MiB for a bulk flow), not the shadow's: a shadow that
+/// keeps pace with the primary is never behind, however far the client runs
+/// ahead of both. Without a live primary, everything read counts.
+fn shadowLag(c: *const Conn, f: *const Flow, e: *const Endpoint) u64 {
+    const pr = &c.ep[primary];
+    const base = if (hasSink(f, primary) and alive(pr)) pr.done else f.tail;
+    return base -| e.done;
+}
+
 /// Shadows past max_lag are dropped (`disconnect`): reset, so that a TCP
-/// shadow cannot mistake a cut stream for a complete one.
+/// shadow cannot mistake a cut stream for a complete one. The ring holds a
+/// dropped shadow's bytes no longer: what it keeps is bounded by the
+/// primary's window plus max_lag (`ensureRoom`).
 fn dropLagging(L: *Loop, c: *Conn, f: *const Flow) void {
     switch (L.config.on_lag) {
         .block => return,
@@ -1005,7 +1019,7 @@ fn dropLagging(L: *Loop, c: *Conn, f: *const Flow) void {
     for (first_shadow..max_eps) |i| {
         if (!hasSink(f, i)) continue;
         const e = &c.ep[i];
-        if (alive(e) and f.tail - e.done > L.config.max_lag) closeEp(L, c, i, .lagged_out, 0, true);
+        if (alive(e) and shadowLag(c, f, e) > L.config.max_lag) closeEp(L, c, i, .lagged_out, 0, true);
     }
 }
 
@@ -1644,10 +1658,14 @@ test "a shadow past max_lag is dropped under disconnect, kept under block" {
     c.ep[primary] = .{ .state = .open };
     c.ep[first_shadow] = .{ .state = .connecting };
     c.flows[0].sinks = (1 << primary) | (1 << first_shadow);
-    c.flows[0].tail = 4096;
+    c.flows[0].tail = 1 << 20;
+    // The client ran far ahead, but of the primary too: the shadow is not behind it.
     dropLagging(&L, &c, &c.flows[0]);
     try testing.expectEqual(EpState.connecting, c.ep[first_shadow].state);
-    c.flows[0].tail = 4097;
+    c.ep[primary].done = 4096;
+    dropLagging(&L, &c, &c.flows[0]);
+    try testing.expectEqual(EpState.connecting, c.ep[first_shadow].state);
+    c.ep[primary].done = 4097; // one byte more than max_lag kept for the shadow alone
     L.config.on_lag = .block;
     dropLagging(&L, &c, &c.flows[0]);
     try testing.expectEqual(EpState.connecting, c.ep[first_shadow].state);
@@ -1656,6 +1674,15 @@ test "a shadow past max_lag is dropped under disconnect, kept under block" {
     try testing.expectEqual(EpState.closed, c.ep[first_shadow].state);
     try testing.expectEqual(Outcome.lagged_out, c.ep[first_shadow].outcome);
     try testing.expectEqual(@as(u64, 1), L.state.shadow_dropped);
+    // Without a live primary, every byte read and not taken counts.
+    c.ep[primary].state = .closed;
+    c.ep[first_shadow + 1] = .{ .state = .open, .done = (1 << 20) - 4096 };
+    c.flows[0].sinks |= 1 << (first_shadow + 1);
+    dropLagging(&L, &c, &c.flows[0]);
+    try testing.expectEqual(EpState.open, c.ep[first_shadow + 1].state);
+    c.ep[first_shadow + 1].done -= 1;
+    dropLagging(&L, &c, &c.flows[0]);
+    try testing.expectEqual(EpState.closed, c.ep[first_shadow + 1].state);
 }
 
 test "the ring grows keeping its bytes at their positions, and is released when empty" {
