@@ -40,6 +40,17 @@ function decode(base64: string): Uint8Array {
   return bytes;
 }
 
+/**
+ * Whether `file` holds exactly the library whose base64 is `base64`: encoded
+ * natively and compared as strings (~0.07 ms for ~50 KB, against ~2.5 ms for
+ * a compare loop that runs before the JIT), bytes compared where the runtime
+ * has no `toBase64`.
+ */
+function holds(file: Uint8Array, base64: string): boolean {
+  const toBase64 = (file as { toBase64?: () => string }).toBase64;
+  return toBase64 ? toBase64.call(file) === base64 : sameBytes(file, decode(base64));
+}
+
 /** Byte equality, four bytes a step (a byte loop over the ~70 KB library took ~3 ms at start-up). */
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
@@ -109,11 +120,12 @@ export function supportedArch(os: string = Deno.build.os, arch: string = Deno.bu
  * file is there already) and returns its path.
  */
 export function cachedLibraryPath(dir: string): string {
-  const bytes = decode(embedded[supportedArch()].base64);
+  const { base64 } = embedded[supportedArch()];
   const path = `${dir}/${libraryName()}`;
   try {
-    if (sameBytes(Deno.readFileSync(path), bytes)) return path;
+    if (holds(Deno.readFileSync(path), base64)) return path;
   } catch { /* missing: write it */ }
+  const bytes = decode(base64);
   Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const tmp = `${path}.${Deno.pid}.${crypto.randomUUID()}.tmp`;
   try {
