@@ -21,6 +21,12 @@ export interface OptionSpec {
   short?: string;
   multiple?: boolean;
   optional?: string;
+  /**
+   * Only its full name selects it, never a prefix: for options a command adds
+   * to a standard tool's, so that a prefix the tool rejects (`tee --p`) stays
+   * an error rather than meaning the addition.
+   */
+  exact?: boolean;
 }
 
 /** The parsed values, typed from the option specs. */
@@ -38,7 +44,9 @@ export class ArgsError extends Error {
 /** The long option `name` stands for: itself, or the one option it is a prefix of. */
 function longName(name: string, options: Record<string, OptionSpec>): string {
   if (Object.hasOwn(options, name)) return name;
-  const matches = Object.keys(options).filter((o) => name !== "" && o.startsWith(name));
+  const matches = Object.keys(options).filter((o) =>
+    name !== "" && o.startsWith(name) && !options[o].exact
+  );
   if (matches.length === 1) return matches[0];
   if (matches.length === 0) throw new ArgsError(`unrecognized option ${quote(`--${name}`)}`);
   const possibilities = matches.map((m) => `'--${m}'`).join(" ");

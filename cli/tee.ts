@@ -56,11 +56,13 @@ const options = {
   append: { type: "boolean", short: "a" },
   "ignore-interrupts": { type: "boolean", short: "i" },
   "output-error": { type: "string", short: "p", optional: "warn-nopipe" },
-  checksum: { type: "string" },
-  method: { type: "string" },
-  progress: { type: "boolean" },
-  json: { type: "boolean" },
-  help: { type: "boolean", short: "h" },
+  // onecopy's additions: by full name only (GNU tee rejects `--p`, `--j`…).
+  checksum: { type: "string", exact: true },
+  method: { type: "string", exact: true },
+  progress: { type: "boolean", exact: true },
+  json: { type: "boolean", exact: true },
+  // No `-h`: GNU tee rejects it (invalid option, status 1).
+  help: { type: "boolean" },
   version: { type: "boolean" },
 } as const;
 

@@ -56,8 +56,10 @@ Copy standard input to each FILE, and also to standard output.
       --progress            a progress line on stderr (terminals only), and a
                               one-line summary at the end
       --json                print a JSON report on stderr at the end
-  -h, --help        display this help and exit
+      --help        display this help and exit
       --version     output version information and exit
+
+The options GNU tee has may be abbreviated (--app); the others are given whole.
 
 MODE determines behavior with write errors on the outputs:
   warn           diagnose errors writing to any output

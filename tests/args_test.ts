@@ -96,3 +96,20 @@ Deno.test("args: argmatch takes a value or an unambiguous prefix of one", () => 
     /^ArgsError: invalid argument "x\\ny" for '--output-error'/,
   );
 });
+
+Deno.test("args: an exact option is selected by its full name only, never by a prefix", () => {
+  const options = {
+    append: { type: "boolean" },
+    progress: { type: "boolean", exact: true },
+    print: { type: "boolean" },
+  } as const;
+  const parse = (args: string[]) => parseArgs({ args, options }).values;
+  assert.deepEqual(parse(["--progress"]), { progress: true });
+  // "--pr" would be ambiguous among all three; the exact one does not count.
+  assert.deepEqual(parse(["--pr"]), { print: true });
+  assert.throws(() => parseArgs({ args: ["--prog"], options }), (e) => {
+    assert.ok(e instanceof ArgsError);
+    assert.equal(e.message, "unrecognized option '--prog'");
+    return true;
+  });
+});
