@@ -20,7 +20,6 @@ import {
   fcntl,
   hasCode,
   O_RDWR,
-  parseTarget,
   printable,
   statx,
 } from "../lib/internal.ts";
@@ -142,15 +141,13 @@ function policy(mode: Mode, error: unknown) {
   };
 }
 
-/** Opens one operand: a file (GNU: every operand is a file, `-` too), or a socket URL. */
+/**
+ * Opens one operand. Every operand is a file, as POSIX and GNU say: `-`,
+ * `unix:log` and `tcp://h:1` too (sockets are `onecopy send`'s). A FIFO with
+ * no reader yet is waited for without blocking: SIGINT still ends it.
+ */
 async function openOutput(name: string, append: boolean, signal?: AbortSignal): Promise<Fd> {
-  const target = name === "-"
-    ? { kind: "file" as const, path: "./-" }
-    : parseTarget(name, "destination");
-  // A FIFO with no reader yet is waited for without blocking: SIGINT still ends it.
-  if (target.kind === "file") return await createWriter(target.path, { append, signal });
-  if (target.kind === "stdio") return await createWriter("./-", { append, signal });
-  return await Fd.connect(name, { signal });
+  return await createWriter(name === "-" ? "./-" : name, { append, signal });
 }
 
 /** Runs `onecopy tee`; returns the exit code. */

@@ -72,9 +72,9 @@ The default operation when --output-error is not specified, is to
 exit immediately on error writing to a pipe (by SIGPIPE, status 141),
 and diagnose errors writing to non pipe outputs.
 
-A FILE may also be tcp://HOST:PORT or unix:PATH (write ./unix:PATH for a file
-of that name). When stdin is a pipe its bytes are tee(2)'d to every output,
-with no copy in user space.
+Every FILE is a file, as in GNU tee; to send to sockets too, use
+onecopy send - --to tcp://HOST:PORT --to FILE. When stdin is a pipe its bytes
+are tee(2)'d to every output, with no copy in user space.
 
 Exit status: 0 success; 1 an output or the input failed, or a usage error;
 141 an output pipe lost its reader (without -p); 130 interrupted.`,

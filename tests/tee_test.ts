@@ -527,9 +527,13 @@ Deno.test("tee: files and devices (FreeBSD, toybox, busybox, POSIX)", async () =
       check: (r, file) => (assert.equal(r.code, 0), assert.equal(file("b"), "old\n")),
     },
     {
-      name: "a FILE named unix:x is written as ./unix:x (documented: unix: is a socket)",
-      line: "echo x | onecopy tee ./unix:log",
-      check: (r, file) => (assert.equal(r.code, 0, r.err), assert.equal(file("unix:log"), "x\n")),
+      name: "every operand is a file (POSIX): unix:log and a tcp:// name too",
+      line: "mkdir tcp:; echo x | onecopy tee unix:log tcp://h:1",
+      check: (r, file) => (
+        assert.equal(r.code, 0, r.err),
+          assert.equal(file("unix:log"), "x\n"),
+          assert.equal(file("tcp:/h:1"), "x\n")
+      ),
     },
     {
       name: "big-pipe-stdin with fifo consumers",
