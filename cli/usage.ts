@@ -43,8 +43,9 @@ the drain short.
 
 onecopy help CMD shows the help of CMD.`,
 
-  tee: `Usage: onecopy tee [OPTION]... [FILE]...
+  tee: `Usage: tee [OPTION]... [FILE]...
 Copy standard input to each FILE, and also to standard output.
+(This is onecopy tee: run as \`onecopy tee\`, a drop-in for GNU tee.)
 
   -a, --append              append to the given FILEs, do not overwrite
   -i, --ignore-interrupts   ignore interrupt signals
