@@ -770,7 +770,7 @@ pub export fn oc_run(job: *Job, dests: [*]Dest) Status {
             // A busy pass never reaches the poll() below: look at the wake fd
             // here (one ppoll per pass, ~1 µs per MiB moved), so an abort
             // lands now rather than when the batch's budget runs out.
-            if (c.wake_fd >= 0 and ready(c.wake_fd, POLLIN)) return .woken;
+            if (c.wake_fd >= 0 and ready(c.wake_fd, POLLIN)) return wokenBy(c.wake_fd);
             continue;
         }
         if (c.wake_fd >= 0) w.add(c.wake_fd, POLLIN);
@@ -780,9 +780,18 @@ pub export fn oc_run(job: *Job, dests: [*]Dest) Status {
         if (r < 0) return sourceFailed(job, .poll, r);
         if (readerGone(job, ds, &w)) |st| return st;
         if (c.wake_fd >= 0) for (w.fds[0..w.n]) |p| {
-            if (p.fd == c.wake_fd and p.revents != 0) return .woken;
+            if (p.fd == c.wake_fd and p.revents != 0) return wokenBy(c.wake_fd);
         };
     }
+}
+
+/// Reports a signal on the wake eventfd once: reading it resets the counter,
+/// so the next batch runs (and waits) again instead of returning at once
+/// for the same signal, which spun the loop after a WritableStream failed.
+fn wokenBy(wake_fd: i32) Status {
+    var count: u64 = 0;
+    _ = sys.read(wake_fd, @ptrCast(&count), @sizeOf(u64)); // EAGAIN: read already
+    return .woken;
 }
 
 /// Frees the vmsplice round's pages and the source window, if mapped (the
@@ -1267,6 +1276,9 @@ test "oc_run: a busy batch (always progressing) still sees the wake fd, and retu
     const t0 = sys.nowNs();
     try testing.expectEqual(Status.woken, oc_run(&job, &ds));
     try testing.expect(sys.nowNs() - t0 < 5_000_000_000); // not the 10 s budget
+    // The signal was taken: the next batch runs out its budget, not woken again at once.
+    job.config.budget_ns = 50_000_000;
+    try testing.expectEqual(Status.again, oc_run(&job, &ds));
 }
 
 /// A memfd (a file in memory) holding `bytes`: a real regular file to map and truncate.

@@ -405,3 +405,37 @@ Deno.test("type errors name any value: a Symbol, undefined, a boolean, a closed 
   assert.equal(Deno.readTextFileSync(kept), "precious");
   assert.deepEqual([...Deno.readDirSync(dir.path)].map((e) => e.name).sort(), ["kept", "was-open"]);
 });
+
+/** This process's CPU time so far, in seconds (utime + stime of /proc/self/stat). */
+function cpuSeconds(): number {
+  const fields = Deno.readTextFileSync("/proc/self/stat").split(") ")[1].split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+Deno.test("a failed WritableStream does not make the loop spin while a slow destination goes on", async () => {
+  using dir = tempDir();
+  const src = `${dir.path}/src`;
+  Deno.writeFileSync(src, new Uint8Array(8 << 20));
+  const fifo = `${dir.path}/fifo`;
+  await new Deno.Command("mkfifo", { args: [fifo] }).output();
+  // A reader at ~8 MiB/s: the fan-out waits on it for about a second.
+  const reader = new Deno.Command("sh", {
+    args: [
+      "-c",
+      `exec 0<'${fifo}'; while [ "$(dd bs=256k count=1 iflag=fullblock 2>/dev/null | wc -c)" -gt 0 ]; do sleep 0.03; done`,
+    ],
+  }).spawn();
+  const broken = new WritableStream<Uint8Array>({
+    write() {
+      throw new Error("refused");
+    },
+  });
+  const t0 = performance.now();
+  const cpu0 = cpuSeconds();
+  await assert.rejects(fanout(src, [fifo, broken]), FanoutError);
+  const wall = (performance.now() - t0) / 1000;
+  const cpu = cpuSeconds() - cpu0;
+  await reader.status;
+  // Spinning on the wake fd burnt ~0.9 s of CPU per second of waiting; waiting takes next to none.
+  assert.ok(cpu < 0.4 * wall, `${cpu.toFixed(2)} s of CPU in ${wall.toFixed(2)} s`);
+});
