@@ -35,6 +35,14 @@ export class Progress {
     this.#total = options.total;
   }
 
+  /**
+   * Whether a line can ever show (stderr is a terminal). Only then is it worth
+   * asking `fanout()` for progress: that keeps its batches at 50 ms instead of 500.
+   */
+  get visible(): boolean {
+    return this.#enabled;
+  }
+
   update(bytes: number): void {
     const now = performance.now();
     const elapsed = (now - this.#start) / 1000;

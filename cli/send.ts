@@ -71,7 +71,7 @@ export async function send(
     report = await reportOf(fanout(input, to, {
       ...options,
       signal: interrupt.signal,
-      onProgress: (n) => progress.update(n),
+      onProgress: progress.visible ? (n) => progress.update(n) : undefined,
     }));
   } catch (e) {
     if (values.json && !isAbort(e)) out(jsonFailure(e, to));

@@ -293,7 +293,7 @@ async function copy(
       checksum: o.algorithm,
       method: o.how,
       signal: interrupt.signal,
-      onProgress: (n) => progress?.update(n),
+      onProgress: progress?.visible ? (n) => progress.update(n) : undefined,
       // As GNU 9.2: in the -nopipe modes, a lost reader is noticed while stdin is idle.
       watchReaders: mode.endsWith("-nopipe"),
       onDestinationError: (target, e) => onFailure(target, e) ? "stop" : "continue",
