@@ -63,7 +63,7 @@ export type RunReport = Omit<FanoutReport, "destinations" | "seconds">;
  * transfer on a file the user never named. Any of them may be missing (-1, or
  * no stage) when there were none left: the plan then falls back to `copy`,
  * which needs none (without the eventfd, an abort is seen at the end of a
- * batch, within ~50 ms).
+ * batch: batches then stay at 50 ms).
  */
 export interface OwnFds {
   nullFd: number;
@@ -179,7 +179,10 @@ export async function runEngine(
   try {
     const pipeSize = options.pipeSize ?? defaultPipeSize;
     setUpSource(engine, src, pipeSize, own);
-    engine.job.set("budget_ns", options.onProgress ? batchBudgetNs : quietBatchBudgetNs);
+    // Long batches only when nothing needs them to end: no progress to report,
+    // and a wake fd through which an abort ends one at once.
+    const quiet = !options.onProgress && own.wakeFd >= 0;
+    engine.job.set("budget_ns", quiet ? quietBatchBudgetNs : batchBudgetNs);
     live.forEach(({ fd }, k) =>
       setUpDestination(engine, engine.dests[k], fd, plan.feeds[k], {
         pipeSize,

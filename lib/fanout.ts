@@ -3,8 +3,9 @@
  * sees: the options, the report and its error, and the order of a run
  * (check, open, refuse or truncate, run, report). The ends are opened in
  * lib/endpoints.ts; the shim's loop is driven in lib/engine.ts (one FFI call
- * per ~50 ms batch, on Deno's blocking threads, so the event loop keeps
- * running); a small file takes lib/small.ts.
+ * per batch, on Deno's blocking threads, so the event loop keeps running:
+ * 50 ms batches with onProgress, 500 ms without); a small file takes
+ * lib/small.ts.
  *
  * @module
  */
@@ -46,7 +47,11 @@ export interface FanoutOptions {
    * overwritten on ext4).
    */
   signal?: AbortSignal;
-  /** Called after each batch with the bytes every live destination has received. */
+  /**
+   * Called after each batch with the bytes every live destination has
+   * received. Given, it keeps batches at 50 ms (500 ms without): pass it only
+   * when someone looks.
+   */
   onProgress?: (bytesDone: number) => void;
   /** Pipe size in bytes for the stage and branch pipes; default 1 MiB. */
   pipeSize?: number;

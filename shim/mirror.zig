@@ -35,9 +35,12 @@
 //!
 //! Isolation: essential sinks (the primary, the client) bound how far the
 //! source may run ahead (`window`): they are back-pressure. A shadow never is:
-//! its lag (`tail - done`) may grow to `max_lag`, then the shadow is dropped
-//! for this connection (`on_lag = disconnect`), or, with `on_lag = block`, it
-//! bounds the source like an essential sink. Bytes are never skipped.
+//! its lag, the bytes kept for it alone (what the primary already has and it
+//! has not: `shadowLag`), may grow to `max_lag`, then the shadow is dropped
+//! for this connection (`on_lag = disconnect`). With `on_lag = block` it
+//! bounds the source like an essential sink instead: the client is never read
+//! more than `max_lag` ahead of it (`readRoom`), so neither is the primary.
+//! Bytes are never skipped.
 //!
 //! The life of a connection: accepted (it takes a place under the group's
 //! limit) → connected → bytes flow → half-closes: the source's EOF becomes
@@ -568,7 +571,7 @@ fn windowMax(L: *const Loop) u64 {
 
 /// How many bytes the source may be read ahead by now: essential sinks allow
 /// `window` of lag, shadows under `block` allow `max_lag`, other shadows no
-/// limit here (they are dropped past max_lag after the read).
+/// limit here (they are dropped past max_lag after the writes: `dropLagging`).
 fn readRoom(L: *const Loop, c: *const Conn, f: *const Flow) u64 {
     const window = windowOf(L, f);
     var room: u64 = window;
