@@ -153,16 +153,27 @@ function part(names: readonly string[]): Deno.ForeignLibraryInterface {
 /**
  * Binds the library at `path` (a file that stays where it is): what every run
  * needs now, each group of `boundLater` on the first use of one of its
- * symbols (the getter then gives way to the bound function).
+ * symbols (the getter then gives way to the bound function). A relative path
+ * is bound whole at once: glibc finds the loaded library again by the name
+ * given, but a libc that reopens the path (musl) would look for a group's
+ * file elsewhere after a chdir.
  */
 function bindLazily(path: string): ShimSymbols {
+  if (!path.startsWith("/")) return Deno.dlopen(path, symbols).symbols;
   const later = new Set<string>(Object.values(boundLater).flat());
   const table: Record<string, unknown> = {
     ...Deno.dlopen(path, part(Object.keys(symbols).filter((n) => !later.has(n)))).symbols,
   };
   for (const names of Object.values(boundLater)) {
     const bindGroup = () => {
-      const bound = Deno.dlopen(path, part(names)).symbols;
+      let bound;
+      try {
+        bound = Deno.dlopen(path, part(names)).symbols;
+      } catch (cause) {
+        throw new Error(`onecopy: cannot load the native shim from ${path}: ${message(cause)}`, {
+          cause,
+        });
+      }
       for (const n of names) Object.defineProperty(table, n, { value: bound[n], enumerable: true });
     };
     for (const n of names) {

@@ -47,6 +47,39 @@ Deno.test("ONECOPY_SHIM overrides the embedded library; a bad path fails with it
   assert.match(decoder.decode(bad.stderr), /cannot load the native shim from .*missing\.so/);
 });
 
+/** A child that touches one symbol of every group bound later, after a chdir. */
+const everyGroup = `import { boundLater } from "${root}ffi/symbols.ts";
+import { shim } from "${root}ffi/load.ts";
+import * as raw from "${root}ffi/raw.ts";
+raw.loadShim();
+Deno.chdir("/");
+const table = shim() as unknown as Record<string, unknown>;
+const bound = Object.values(boundLater).flat().filter((n) => typeof table[n] === "function");
+const fd = raw.socket(raw.AF_INET, raw.SOCK_STREAM); // the sockets group, in use
+raw.close(fd);
+console.log("bound", bound.length, Object.values(boundLater).flat().length);`;
+
+Deno.test("every group of symbols bound later binds on first use, from the file first loaded", async () => {
+  using dir = tempDir();
+  // A relative ONECOPY_SHIM, then a chdir: later groups must not be looked for elsewhere.
+  Deno.copyFileSync(cachedLibraryPath(dir.path), `${dir.path}/custom.so`);
+  for (
+    const [env, cwd] of [
+      [{ XDG_CACHE_HOME: `${dir.path}/cache` }, root],
+      [{ ONECOPY_SHIM: "./custom.so" }, dir.path],
+      [{ ONECOPY_SHIM: `${dir.path}/custom.so` }, root],
+    ] as const
+  ) {
+    const out = await runDeno(["eval", "--quiet", everyGroup], { env, cwd });
+    const text = decoder.decode(out.stdout).trim();
+    const [, got, all] = /^bound (\d+) (\d+)$/.exec(text) ?? [];
+    assert.ok(
+      got !== undefined && got === all,
+      `${JSON.stringify(env)}: ${text} ${decoder.decode(out.stderr)}`,
+    );
+  }
+});
+
 Deno.test("four processes loading into an empty cache at once all succeed", async () => {
   using dir = tempDir();
   const runs = await Promise.all([1, 2, 3, 4].map(() => probeEnv({ XDG_CACHE_HOME: dir.path })));
