@@ -48,14 +48,21 @@ export class StreamSource {
   onFail: () => void = () => {};
 
   constructor(stream: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>, pipeSize: number) {
-    const readable = stream instanceof ReadableStream ? stream : ReadableStream.from(stream);
-    this.#reader = readable.getReader();
     const label = stream instanceof ReadableStream ? "ReadableStream" : "async iterable";
     [this.fd, this.#w] = ownPipe(pipeSize, label);
-    // The pump's end blocks (the loop's stays non-blocking: each end is its own
-    // open file): a chunk is then one write() on a worker thread, not a poll for
-    // POLLOUT, which a pipe reports at one free page, and many small writes.
-    raw.setNonBlocking(this.#w.fd, false);
+    try {
+      // The pump's end blocks (the loop's stays non-blocking: each end is its own
+      // open file): a chunk is then one write() on a worker thread, not a poll for
+      // POLLOUT, which a pipe reports at one free page, and many small writes.
+      raw.setNonBlocking(this.#w.fd, false);
+    } catch (err) {
+      this.fd.close();
+      this.#w.close();
+      throw err;
+    }
+    // Last: once the reader is taken the stream is locked, so nothing may fail after.
+    const readable = stream instanceof ReadableStream ? stream : ReadableStream.from(stream);
+    this.#reader = readable.getReader();
   }
 
   /** Starts pumping (it ends by itself, or at `stop()`). */
@@ -127,8 +134,10 @@ export class StreamDestination {
   onFail: () => void = () => {};
 
   constructor(stream: WritableStream<Uint8Array>, label: string, pipeSize: number) {
-    this.#writer = stream.getWriter();
     [this.#r, this.fd] = ownPipe(pipeSize, label);
+    // Last: once the writer is taken the stream is locked (a failed pipe, say
+    // out of fds, must leave the caller's stream usable).
+    this.#writer = stream.getWriter();
   }
 
   /** Starts draining. */
