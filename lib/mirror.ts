@@ -714,7 +714,9 @@ export class MirrorServer {
     const bytes = new TextEncoder().encode(line);
     try {
       for (let off = 0; off < bytes.length;) {
-        off += raw.write(this.#capture!.index.fd, bytes.subarray(off));
+        const n = raw.write(this.#capture!.index.fd, bytes.subarray(off));
+        if (n === 0) throw new Error("write() accepted no bytes"); // else: a loop for ever
+        off += n;
       }
     } catch (err) {
       // A full disk loses index lines, never the proxy: say so once.

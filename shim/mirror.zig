@@ -1051,11 +1051,12 @@ fn captureStopped(c: *Conn, how: Capture, err: i32) void {
 
 /// Reads and drops what shadow `e` has sent, until EAGAIN, its EOF, an error,
 /// or `max_reads` reads. Returns the read error, if one ended it.
-fn readReplies(st: *State, e: *Endpoint, max_reads: usize, progress: *bool) ?E {
+fn readReplies(st: *State, e: *Endpoint, max_reads: usize, progress: *bool, moved: *u64) ?E {
     var n: usize = 0;
     while (n < max_reads and e.state == .open and e.readable and !e.rd_eof) : (n += 1) {
         const r = sys.read(e.fd, @ptrFromInt(st.scratch), scratch_size);
         if (r > 0) {
+            moved.* += @intCast(r);
             progress.* = true;
         } else if (r == 0) {
             e.rd_eof = true;
@@ -1073,11 +1074,14 @@ fn delivered(c: *const Conn, e: *const Endpoint) bool {
     return f.eof and e.done == f.tail and e.wr_shut;
 }
 
-/// Reads and drops whatever the shadows answer.
-fn drainShadows(L: *Loop, st: *State, c: *Conn, progress: *bool) void {
+/// Reads and drops whatever the shadows answer, at most a pump quota's worth
+/// a turn (counted in `moved`): a chatty shadow must not hold the loop from
+/// the other connections.
+fn drainShadows(L: *Loop, st: *State, c: *Conn, progress: *bool, moved: *u64) void {
+    const reads_max = pump_quota / scratch_size;
     for (first_shadow..max_eps) |i| {
         const e = &c.ep[i];
-        const err = readReplies(st, e, std.math.maxInt(usize), progress) orelse continue;
+        const err = readReplies(st, e, reads_max, progress, moved) orelse continue;
         // An error after the shadow took its whole stream is no failure of the stream.
         if (delivered(c, e)) closeEp(L, c, i, .complete, 0, false) else epFailed(L, c, i, err);
         progress.* = true;
@@ -1095,7 +1099,7 @@ fn pump(L: *Loop, st: *State, slot: u32) void {
             if (f.spliced) spliceStep(L, c, f, &progress, &moved) else flowStep(L, st, c, f, &progress, &moved);
             if (std.debug.runtime_safety) assertFlow(c, f);
         }
-        drainShadows(L, st, c, &progress);
+        drainShadows(L, st, c, &progress, &moved);
         if (!progress) break;
         if (moved >= pump_quota) {
             enqueue(st, slot);
@@ -1135,8 +1139,9 @@ fn settle(L: *Loop, st: *State, slot: u32, now: u64) void {
             // Unread replies would turn our FIN into a reset: take what is there.
             // Edge-triggered: what came since the last event has none yet, so try.
             var ignored = false;
+            var ignored_bytes: u64 = 0;
             e.readable = true;
-            if (whole) _ = readReplies(st, e, drain_reads_max, &ignored);
+            if (whole) _ = readReplies(st, e, drain_reads_max, &ignored, &ignored_bytes);
             closeEp(L, c, i, if (whole) .complete else .lagged_out, 0, !whole);
         } else left = true;
     }
