@@ -16,6 +16,7 @@
 import { boundLater, type ShimSymbols, symbols } from "./symbols.ts";
 import { granted, loaderNeeds, PermissionError, requirePermissions } from "./permissions.ts";
 import { dlopenFromMemory } from "./memfd.ts";
+import { asError } from "./errors.ts";
 import * as x86_64 from "./shim_x86_64.generated.ts";
 import * as aarch64 from "./shim_aarch64.generated.ts";
 
@@ -140,10 +141,8 @@ export function cachedLibraryPath(dir: string): string {
   return path;
 }
 
-/** Loads (once) and returns the shim's symbols. */
-export function shim(): ShimSymbols {
-  return library();
-}
+/** The shim's symbols, loaded on first use (`library()` under its short name). */
+export const shim: () => ShimSymbols = library;
 
 /** The part of the symbol table named by `names`. */
 function part(names: readonly string[]): Deno.ForeignLibraryInterface {
@@ -170,7 +169,7 @@ function bindLazily(path: string): ShimSymbols {
       try {
         bound = Deno.dlopen(path, part(names)).symbols;
       } catch (cause) {
-        throw new Error(`onecopy: cannot load the native shim from ${path}: ${message(cause)}`, {
+        throw new Error(`onecopy: cannot load the native shim from ${path}: ${asError(cause).message}`, {
           cause,
         });
       }
@@ -241,11 +240,8 @@ export function library(): ShimSymbols {
     if (cause instanceof PermissionError) throw cause; // already says what to do
     const override = env("ONECOPY_SHIM");
     const where = override ? ` from ${override}` : "";
-    throw new Error(`onecopy: cannot load the native shim${where}: ${message(cause)}`, { cause });
+    throw new Error(`onecopy: cannot load the native shim${where}: ${asError(cause).message}`, { cause });
   }
   return loaded;
 }
 
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}

@@ -12,7 +12,7 @@
  */
 
 import { library, shim } from "./load.ts";
-import { check, Errno } from "./errors.ts";
+import { check, Errno, hasCode } from "./errors.ts";
 
 export const O_RDONLY = 0;
 export const O_WRONLY = 1;
@@ -358,6 +358,17 @@ export async function pollAsync(fds: PollRequest[], timeoutMs: number): Promise<
  */
 export async function writeAsync(fd: number, buf: Uint8Array): Promise<number> {
   return check(await shim().oc_write_async(fd, bytesOf(buf), BigInt(buf.length)), "write");
+}
+
+const eventfdOne = new Uint8Array(new BigUint64Array([1n]).buffer);
+
+/** Adds 1 to eventfd `fd`: whoever polls it wakes. A full counter (EAGAIN) is a wake already. */
+export function wake(fd: number): void {
+  try {
+    write(fd, eventfdOne);
+  } catch (err) {
+    if (!hasCode(err, "EAGAIN")) throw err;
+  }
 }
 
 /** eventfd2(2): a counter fd, used to wake a loop blocked in poll(). */

@@ -19,7 +19,6 @@ import {
   type SourceSpec,
 } from "./specs.ts";
 import { StreamDestination, type Streams, StreamSource } from "./streams.ts";
-import { smallFileLimit } from "./small.ts";
 import type { DestinationReport, FanoutOptions } from "./fanout.ts";
 import { MiB } from "./units.ts";
 
@@ -252,9 +251,3 @@ export function mappable(src: Fd): boolean {
   }
 }
 
-/** Whether `src` may take the small path (`fitsSmallPath` decides once the destinations are known). */
-export function smallCandidate(src: Fd, spec: SourceSpec, options: FanoutOptions): boolean {
-  const method = options.method ?? "auto";
-  return typeof spec === "string" && src.owned && src.kind === "file" &&
-    (method === "auto" || method === "copy") && raw.statx(src.fd).size <= smallFileLimit;
-}

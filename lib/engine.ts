@@ -194,7 +194,7 @@ export async function runEngine(
     if (options.checksum) setUpTap(engine, options.checksum, branches.tap);
     const reports = live.map((d) => d.report);
     const wake = engine.job.get("wake_fd");
-    streams.start(() => wake >= 0 && raw.write(wake, eventfdOne));
+    streams.start(() => wake >= 0 && raw.wake(wake));
     const between = () => afterBatch(engine, live, streams, options);
     const failure = await drive(engine, src, reports, options, between);
     return finish(engine, reports, options.checksum, failure);
@@ -334,7 +334,6 @@ function setFeed(e: Engine, d: DestView, feed: FeedCode, reserved?: [Fd, Fd]): v
   }
 }
 
-const eventfdOne = new Uint8Array(new BigUint64Array([1n]).buffer);
 
 /**
  * Between batches: a failed source stream ends the run; a failed
@@ -375,7 +374,7 @@ async function drive(
 ): Promise<Error | undefined> {
   const fellBack = new Set<DestView>();
   const wake = e.job.get("wake_fd");
-  const onAbort = () => wake >= 0 && raw.write(wake, eventfdOne);
+  const onAbort = () => wake >= 0 && raw.wake(wake);
   options.signal?.addEventListener("abort", onAbort);
   try {
     for (;;) {

@@ -16,7 +16,7 @@ import { choosePlan, type Method, type UsedMethod } from "./plan.ts";
 import type { ChecksumAlgorithm } from "./checksum.ts";
 import { checkOptions, checkSpecs, type DestinationSpec, type SourceSpec } from "./specs.ts";
 import { Streams } from "./streams.ts";
-import { fitsSmallPath, runSmall } from "./small.ts";
+import { fitsSmallPath, runSmall, smallSource } from "./small.ts";
 import {
   checkDistinctFds,
   ignoreFileSizeSignal,
@@ -27,7 +27,6 @@ import {
   openSource,
   Owned,
   resetCutShort,
-  smallCandidate,
   sourceRefusal,
   truncateOpened,
 } from "./endpoints.ts";
@@ -222,13 +221,14 @@ export async function fanout(
     if (options.method === "mmap-write" && !mappable(src)) options = { ...options, method: "copy" };
     // The loop's own fds come before the destinations' (a small file that takes
     // the synchronous path needs none: for it they wait until known to be needed).
-    let own = smallCandidate(src, source, options) ? undefined : openOwnFds(src, options, owned);
+    const openedByPath = typeof source === "string" && src.owned;
+    let own = smallSource(src, openedByPath, options) ? undefined : openOwnFds(src, options, owned);
     const opened = await Promise.allSettled(
       destinations.map((d, i) => openDestination(d, targetOf(d, i), options, owned, streams)),
     );
     options.signal?.throwIfAborted(); // nothing was truncated yet
     reports = sortOut(destinations, opened, loopIdentity(src), live);
-    const smallPath = fitsSmallPath(src, typeof source === "string" && src.owned, live, options);
+    const smallPath = fitsSmallPath(src, openedByPath, live, options);
     // Every destination that failed to open is announced before anything is
     // truncated: a "stop" then leaves every file as it was.
     let stop = announceFailures(reports, options);

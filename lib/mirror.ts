@@ -16,7 +16,7 @@
  */
 
 import * as raw from "../ffi/raw.ts";
-import { errnoName, OnecopyError } from "../ffi/errors.ts";
+import { asError, errnoName, OnecopyError } from "../ffi/errors.ts";
 import { addressOf, mirrorDefaults, mirrorInit, mirrorRelease, mirrorRun } from "../ffi/mirror.ts";
 import { StructView } from "../ffi/layout.ts";
 import {
@@ -412,8 +412,8 @@ class EventLoop {
   /** Writes the wake eventfd: the loop returns from its batch at once. */
   poke(): void {
     try {
-      raw.write(this.wake.fd, new Uint8Array(new BigUint64Array([1n]).buffer));
-    } catch { /* the counter is full: the loop is being woken anyway */ }
+      raw.wake(this.wake.fd);
+    } catch { /* released already: there is no loop to wake */ }
   }
 
   /** Closes what this loop holds; the engine's state first. Safe twice. */
@@ -632,7 +632,7 @@ export class MirrorServer {
         }
       }
     } catch (err) {
-      this.#fail(err instanceof Error ? err : new Error(String(err)));
+      this.#fail(asError(err));
     } finally {
       loop.stopped = true;
     }
@@ -722,7 +722,7 @@ export class MirrorServer {
       // A full disk loses index lines, never the proxy: say so once.
       if (!this.#indexLost) {
         this.#indexLost = true;
-        const why = err instanceof Error ? err.message : String(err);
+        const why = asError(err).message;
         console.error(
           `onecopy mirror: ${this.#capture!.indexPath}: index lines are being lost: ${why}`,
         );

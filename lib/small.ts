@@ -20,17 +20,25 @@ import type { DestinationReport, FanoutOptions, FanoutReport } from "./fanout.ts
 /** Files up to this size take the synchronous path. */
 export const smallFileLimit = 256 * 1024;
 
-/** Whether a fan-out may take the small path: a small file we opened, to regular files only. */
+/**
+ * Whether a source may take the small path, before the destinations are
+ * known: a small regular file opened here by its path, by `auto` or `copy`.
+ */
+export function smallSource(src: Fd, openedByPath: boolean, options: FanoutOptions): boolean {
+  const method = options.method ?? "auto";
+  return openedByPath && (method === "auto" || method === "copy") && src.kind === "file" &&
+    raw.statx(src.fd).size <= smallFileLimit;
+}
+
+/** Whether a fan-out takes the small path: a `smallSource`, to regular files only. */
 export function fitsSmallPath(
   src: Fd,
   openedByPath: boolean,
   dests: { fd: Fd }[],
   options: FanoutOptions,
 ): boolean {
-  const method = options.method ?? "auto";
-  return openedByPath && (method === "auto" || method === "copy") && src.kind === "file" &&
-    dests.length > 0 && dests.every((d) => d.fd.kind === "file") &&
-    raw.statx(src.fd).size <= smallFileLimit;
+  return dests.length > 0 && dests.every((d) => d.fd.kind === "file") &&
+    smallSource(src, openedByPath, options);
 }
 
 /**
