@@ -9,6 +9,7 @@
 
 import { fanout, methods } from "../mod.ts";
 import { inputBytes, runs } from "./fanout_params.ts";
+import { pipeConsumers } from "./consumers.ts";
 
 const MiB = 1 << 20;
 const cli = new URL("../cli/main.ts", import.meta.url).pathname;
@@ -23,26 +24,9 @@ interface Sinks {
   done: Promise<unknown>;
 }
 
-/** Resolves once `pid` is blocked opening a FIFO: the consumer is up, so spawning it is not timed. */
-async function waitForFifoOpen(pid: number): Promise<void> {
-  while (Deno.readTextFileSync(`/proc/${pid}/wchan`) !== "wait_for_partner") {
-    await new Promise((r) => setTimeout(r, 1));
-  }
-}
-
 /** N `cat` processes reading FIFOs into /dev/null: pipes drained by other processes. */
-async function pipeSinks(n: number): Promise<Sinks> {
-  const paths = Array.from({ length: n }, (_, i) => `${dir}/fifo${i}`);
-  const children = [];
-  for (const p of paths) {
-    try {
-      Deno.removeSync(p);
-    } catch { /* first use */ }
-    await new Deno.Command("mkfifo", { args: [p] }).output();
-    children.push(new Deno.Command("cat", { args: [p], stdout: "null" }).spawn());
-  }
-  await Promise.all(children.map((c) => waitForFifoOpen(c.pid)));
-  return { paths, done: Promise.all(children.map((c) => c.status)) };
+function pipeSinks(n: number): Promise<Sinks> {
+  return pipeConsumers(dir, n);
 }
 
 /**

@@ -7,6 +7,7 @@
  */
 
 import { fanout } from "../mod.ts";
+import { pipeConsumers } from "./consumers.ts";
 
 const MiB = 1 << 20;
 
@@ -24,25 +25,6 @@ export function leanFixture() {
     chunks,
     [Symbol.dispose]: () => Deno.removeSync(dir, { recursive: true }),
   };
-}
-
-/** N `cat` processes reading FIFOs into /dev/null, each already blocked opening its FIFO. */
-export async function pipeConsumers(dir: string, n: number) {
-  const paths = Array.from({ length: n }, (_, i) => `${dir}/fifo${i}`);
-  const children = [];
-  for (const p of paths) {
-    try {
-      Deno.removeSync(p);
-    } catch { /* first use */ }
-    await new Deno.Command("mkfifo", { args: [p] }).output();
-    children.push(new Deno.Command("cat", { args: [p], stdout: "null" }).spawn());
-  }
-  for (const c of children) {
-    while (Deno.readTextFileSync(`/proc/${c.pid}/wchan`) !== "wait_for_partner") {
-      await new Promise((r) => setTimeout(r, 1));
-    }
-  }
-  return { paths, done: Promise.all(children.map((c) => c.status)) };
 }
 
 type Fixture = ReturnType<typeof leanFixture>;

@@ -1,7 +1,7 @@
 /** The onecopy command, black-box through Deno.Command (issue 4). */
 
 import assert from "node:assert/strict";
-import { decoder, patternBytes, sh, sha256, tempDir } from "./helpers.ts";
+import { decoder, patternBytes, sh, sha256, startRecv, tempDir } from "./helpers.ts";
 import { methods } from "../mod.ts";
 import manifest from "../deno.json" with { type: "json" };
 
@@ -65,28 +65,6 @@ Deno.test("tee: a reader that goes away (| head) ends it as SIGPIPE would; --out
   assert.equal(warn.code, 1);
   assert.equal(warn.err, "onecopy: standard output: Broken pipe\n");
 });
-
-/** Starts `onecopy recv` with these arguments; resolves once it listens. */
-async function startRecv(args: string[]) {
-  const child = new Deno.Command(deno, {
-    args: ["run", "-A", main, "recv", ...args],
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const errLines = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  const first = (await errLines.read()).value ?? "";
-  const url = /listening on (\S+)/.exec(first)?.[1];
-  assert.ok(url, first);
-  /** Its exit code and output lines; killed (SIGKILL) if still running after `deadlineMs`. */
-  const finished = async (deadlineMs = 60_000) => {
-    const deadline = setTimeout(() => child.kill("SIGKILL"), deadlineMs);
-    const [status, text] = await Promise.all([child.status, new Response(child.stdout).text()]);
-    clearTimeout(deadline);
-    await errLines.cancel();
-    return { code: status.code, lines: text.trim().split("\n").sort() };
-  };
-  return { url, finished };
-}
 
 Deno.test("send to recv over TCP and a Unix socket, checksums matching", async () => {
   using dir = tempDir();

@@ -9,7 +9,7 @@ import { fanout, FanoutError, Fd, type OnecopyError } from "../mod.ts";
 import * as raw from "../ffi/raw.ts";
 import { sockaddrIp } from "../lib/addr.ts";
 import { checkDistinctFds } from "../lib/endpoints.ts";
-import { mkfifo, onecopySh, openFds, patternBytes, sha256, tempDir } from "./helpers.ts";
+import { mkfifo, openFds, patternBytes, sh, sha256, startRecv, tempDir } from "./helpers.ts";
 
 const deno = Deno.execPath();
 const main = new URL("../cli/main.ts", import.meta.url).pathname;
@@ -71,7 +71,7 @@ Deno.test("source == destination (path, symlink, hard link, -a, stdout): refused
   const { data } = fixture(dir.path);
   Deno.symlinkSync("f", `${dir.path}/link`);
   Deno.linkSync(`${dir.path}/f`, `${dir.path}/hard`);
-  const r = await onecopySh("onecopy send f --to link --to out --to hard --to f", dir.path);
+  const r = await sh("onecopy send f --to link --to out --to hard --to f", dir.path);
   assert.equal(r.code, 1, r.err);
   assert.equal(sha256(Deno.readFileSync(`${dir.path}/f`)), sha256(data));
   assert.equal(sha256(Deno.readFileSync(`${dir.path}/out`)), sha256(data));
@@ -80,11 +80,11 @@ Deno.test("source == destination (path, symlink, hard link, -a, stdout): refused
   for (const [i, name] of ["link", "hard", "f"].entries()) {
     assert.match(lines[i], new RegExp(`^onecopy: ${name}: is the source file`));
   }
-  const appended = await onecopySh("onecopy send f -a --to f --to out2", dir.path);
+  const appended = await sh("onecopy send f -a --to f --to out2", dir.path);
   assert.equal(appended.code, 1);
   assert.equal(Deno.statSync(`${dir.path}/f`).size, data.length);
   assert.equal(Deno.statSync(`${dir.path}/out2`).size, data.length);
-  const stdout = await onecopySh("onecopy send f --to - --to out3 >> f", dir.path);
+  const stdout = await sh("onecopy send f --to - --to out3 >> f", dir.path);
   assert.equal(stdout.code, 1);
   assert.match(stdout.err, /stdout: is the source file/);
   assert.equal(Deno.statSync(`${dir.path}/f`).size, data.length);
@@ -116,7 +116,7 @@ Deno.test("a FIFO that is both source and destination is refused (it would loop 
   await writer.status;
   assert.match(failures(err)[`${dir.path}/ff`], /is the source pipe; refusing to write it/);
   assert.equal(Deno.readTextFileSync(`${dir.path}/got`), "hello");
-  const cli = await onecopySh(
+  const cli = await sh(
     "(sleep 0.3; printf hello > ff) & timeout 10 onecopy send ff --to ff --to got2; echo rc=$?",
     dir.path,
   );
@@ -264,14 +264,14 @@ Deno.test("a connect that gets no answer: connectTimeout fails that destination 
       .catch((e) => e);
     assert.equal(aborted.name, "TimeoutError");
     assert.ok(performance.now() - t0 < 5000);
-    const cli = await onecopySh(
+    const cli = await sh(
       `onecopy send f --to ${server.url} --to b --connect-timeout 0.3`,
       dir.path,
     );
     assert.equal(cli.code, 1);
     assert.match(cli.err, new RegExp(`^onecopy: ${server.url}: connection timed out`));
     assert.equal(sha256(Deno.readFileSync(`${dir.path}/b`)), sha256(data));
-    const bad = await onecopySh(`onecopy send f --to b --connect-timeout -1`, dir.path);
+    const bad = await sh(`onecopy send f --to b --connect-timeout -1`, dir.path);
     assert.equal(bad.code, 2);
   } finally {
     server.close();
@@ -345,7 +345,7 @@ Deno.test("two fds sharing one open file description (dup, 4>&3) are a TypeError
     const err = await fanout(source, fds.map((n) => Fd.adopt(Number(n)))).then(() => "ok", (e) => e);
     console.log(err === "ok" ? "ok" : \`\${err.name}: \${err.message}\`);`,
   );
-  const run = (line: string) => onecopySh(`'${deno}' run -A dup.ts ${line}`, dir.path);
+  const run = (line: string) => sh(`'${deno}' run -A dup.ts ${line}`, dir.path);
   const dests = await run("path f 3 4 3>o1 4>&3");
   assert.match(dests.out, /^TypeError: fd 4: shares one open file \(and its offset\) with fd 3/);
   assert.equal(Deno.statSync(`${dir.path}/o1`).size, 0);
@@ -410,7 +410,7 @@ Deno.test("300 destinations: every one gets every byte (CLI send, and tee from a
   const { data } = fixture(dir.path, 70_000);
   const names = Array.from({ length: 300 }, (_, i) => `d${i}`);
   const raise = "ulimit -Sn 4096 2>/dev/null;"; // 300 files + 300 branch pipes
-  const send = await onecopySh(
+  const send = await sh(
     `${raise} onecopy send f ${names.map((n) => `--to ${n}`).join(" ")}`,
     dir.path,
   );
@@ -418,7 +418,7 @@ Deno.test("300 destinations: every one gets every byte (CLI send, and tee from a
   for (const n of names) {
     assert.equal(sha256(Deno.readFileSync(`${dir.path}/${n}`)), sha256(data), n);
   }
-  const tee = await onecopySh(`${raise} cat f | onecopy tee ${names.join(" ")} > copy`, dir.path);
+  const tee = await sh(`${raise} cat f | onecopy tee ${names.join(" ")} > copy`, dir.path);
   assert.equal(tee.code, 0, tee.err);
   for (const n of [...names, "copy"]) {
     assert.equal(sha256(Deno.readFileSync(`${dir.path}/${n}`)), sha256(data), n);
@@ -442,7 +442,7 @@ Deno.test("ulimit -n 40 with 30 destinations: each one that fails is named, the 
     ]
   ) {
     for (const n of names) Deno.writeTextFileSync(`${dir.path}/${n}`, "old");
-    const r = await onecopySh(`ulimit -n 40; ${line}`, dir.path);
+    const r = await sh(`ulimit -n 40; ${line}`, dir.path);
     assert.equal(r.code, 1, `${command}: ${r.err}`);
     const errors = r.err.split("\n").filter((l) => l.startsWith("onecopy: "));
     assert.ok(!/\/dev\/null|eventfd|pipe:/.test(r.err), r.err);
@@ -494,26 +494,11 @@ Deno.test("mmap-write of procfs/sysfs files reads them to the end, and the repor
 
 Deno.test("SIGINT on send: recv sees a reset, exits 1, prints no checksum", async () => {
   using dir = tempDir();
-  const recv = new Deno.Command(deno, {
-    args: [
-      "run",
-      "-A",
-      main,
-      "recv",
-      "--listen",
-      "tcp://127.0.0.1:0",
-      "--out",
-      "got",
-      "--checksum",
-      "xxh64",
-    ],
-    cwd: dir.path,
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const errLines = recv.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  const url = /listening on (\S+)/.exec((await errLines.read()).value ?? "")?.[1];
-  assert.ok(url);
+  const recv = await startRecv(
+    ["--listen", "tcp://127.0.0.1:0", "--out", "got", "--checksum", "xxh64"],
+    dir.path,
+  );
+  const url = recv.url;
   const send = new Deno.Command(deno, {
     args: ["run", "-A", main, "send", "-", "--to", url],
     stdin: "piped",
@@ -529,32 +514,21 @@ Deno.test("SIGINT on send: recv sees a reset, exits 1, prints no checksum", asyn
   send.kill("SIGINT");
   assert.equal((await send.status).code, 130);
   await writer.close().catch(() => {});
-  const [status, out] = await Promise.all([recv.status, new Response(recv.stdout).text()]);
-  let rest = "";
-  for (let c = await errLines.read(); !c.done; c = await errLines.read()) rest += c.value;
-  assert.equal(status.code, 1, rest);
+  const { code, out, err } = await recv.finished();
+  assert.equal(code, 1, err);
   assert.equal(out, "");
-  assert.match(rest, /connection 1: .*reset/);
+  assert.match(err, /connection 1: .*reset/);
 });
 
 Deno.test("a source that fails part way: recv sees a reset, not a complete transfer", async () => {
   using dir = tempDir();
-  const recv = new Deno.Command(deno, {
-    args: ["run", "-A", main, "recv", "--listen", "tcp://127.0.0.1:0", "--out", "got"],
-    cwd: dir.path,
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const errLines = recv.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  const url = /listening on (\S+)/.exec((await errLines.read()).value ?? "")?.[1];
-  assert.ok(url);
+  const recv = await startRecv(["--listen", "tcp://127.0.0.1:0", "--out", "got"], dir.path);
+  const url = recv.url;
   // /proc/self/mem fails its first read (EIO: nothing is mapped at offset 0).
-  const send = await onecopySh(`onecopy send /proc/self/mem --to ${url}`, dir.path);
+  const send = await sh(`onecopy send /proc/self/mem --to ${url}`, dir.path);
   assert.equal(send.code, 1, send.err);
-  const [status, out] = await Promise.all([recv.status, new Response(recv.stdout).text()]);
-  let rest = "";
-  for (let c = await errLines.read(); !c.done; c = await errLines.read()) rest += c.value;
-  assert.equal(status.code, 1, rest);
+  const { code, out, err } = await recv.finished();
+  assert.equal(code, 1, err);
   assert.equal(out, "");
 });
 
@@ -565,8 +539,8 @@ Deno.test("ulimit -f: EFBIG on the file destination only; the others complete (C
   const { data } = fixture(dir.path, 1_000_000);
   // Deno itself is killed by SIGXFSZ if it writes its module cache under the
   // limit: each program runs once without it first, so its cache is warm.
-  await onecopySh("onecopy --version");
-  const cli = await onecopySh(
+  await sh("onecopy --version");
+  const cli = await sh(
     "ulimit -f 100; onecopy send f --to big --to - | sha256sum; exit ${PIPESTATUS[0]}",
     dir.path,
   );
@@ -581,8 +555,8 @@ Deno.test("ulimit -f: EFBIG on the file destination only; the others complete (C
     const err = await fanout("f", ["big2", Fd.stdout()]).catch((e) => e);
     console.error(err.report?.destinations.map((d) => d.error?.code ?? "ok").join(","));`,
   );
-  await onecopySh(`'${deno}' run --no-code-cache -A lib.ts > /dev/null 2>&1`, dir.path);
-  const lib = await onecopySh(
+  await sh(`'${deno}' run --no-code-cache -A lib.ts > /dev/null 2>&1`, dir.path);
+  const lib = await sh(
     `ulimit -f 100; '${deno}' run --no-code-cache -A lib.ts | sha256sum; exit \${PIPESTATUS[0]}`,
     dir.path,
   );
@@ -613,13 +587,13 @@ Deno.test('onDestinationError "stop": the destinations cut short carry the error
 
 Deno.test("--json prints its report when the source fails (to open, or part way)", async () => {
   using dir = tempDir();
-  const missing = await onecopySh("onecopy send missing --to a --json", dir.path);
+  const missing = await sh("onecopy send missing --to a --json", dir.path);
   assert.equal(missing.code, 1);
   const m = JSON.parse(missing.out);
   assert.match(m.error, /missing: no such file or directory/);
   assert.deepEqual(m.destinations, [{ target: "a", bytes: 0 }]);
   // /proc/self/mem fails its first read (EIO: nothing is mapped at offset 0).
-  const broken = await onecopySh(
+  const broken = await sh(
     "onecopy send /proc/self/mem --to a --json --checksum xxh64",
     dir.path,
   );
@@ -633,19 +607,19 @@ Deno.test("--json prints its report when the source fails (to open, or part way)
 Deno.test("messages: a path with a newline stays on one line; IPv6 zones; a missing --allow-net", async () => {
   using dir = tempDir();
   fixture(dir.path);
-  const nl = await onecopySh(`onecopy send f --to $'no\\ndir/x' --to ok`, dir.path);
+  const nl = await sh(`onecopy send f --to $'no\\ndir/x' --to ok`, dir.path);
   assert.equal(nl.code, 1);
   assert.equal(nl.err, `onecopy: "no\\ndir/x": no such file or directory (open: ENOENT)\n`);
-  const teeNl = await onecopySh(`echo hi | onecopy tee $'no\\ndir/x' > /dev/null`, dir.path);
+  const teeNl = await sh(`echo hi | onecopy tee $'no\\ndir/x' > /dev/null`, dir.path);
   assert.equal(teeNl.code, 1);
   assert.match(teeNl.err, /^onecopy: "no\\ndir\/x": no such file or directory\n$/i);
-  const zone = await onecopySh(`onecopy send f --to 'tcp://[fe80::1%nosuchif]:9'`, dir.path);
+  const zone = await sh(`onecopy send f --to 'tcp://[fe80::1%nosuchif]:9'`, dir.path);
   assert.equal(zone.code, 1);
   assert.match(zone.err, /no network interface named 'nosuchif'/);
-  const lo = await onecopySh(`onecopy send f --to 'tcp://[::1%lo]:1' --to ok2`, dir.path);
+  const lo = await sh(`onecopy send f --to 'tcp://[::1%lo]:1' --to ok2`, dir.path);
   assert.equal(lo.code, 1);
   assert.match(lo.err.trim(), /^onecopy: tcp:\/\/\[::1%lo\]:1: [a-z ]+ \(connect: E[A-Z]+\)$/);
-  const noNet = await onecopySh(
+  const noNet = await sh(
     `'${deno}' run --allow-ffi --allow-read --allow-write --allow-env '${main}' send f --to tcp://example.invalid:9`,
     dir.path,
   );
@@ -658,7 +632,7 @@ Deno.test("messages: a path with a newline stays on one line; IPv6 zones; a miss
 Deno.test("a path that is not valid UTF-8 is refused (exit 2), nothing written elsewhere", async () => {
   using dir = tempDir();
   fixture(dir.path);
-  const r = await onecopySh(`onecopy send f --to $'out\\xfe' --to ok`, dir.path);
+  const r = await sh(`onecopy send f --to $'out\\xfe' --to ok`, dir.path);
   assert.equal(r.code, 2);
   assert.match(r.err, /not valid UTF-8/);
   assert.deepEqual([...Deno.readDirSync(dir.path)].map((e) => e.name), ["f"]);

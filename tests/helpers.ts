@@ -120,13 +120,35 @@ export async function sh(line: string, cwd?: string, env?: Record<string, string
   return { code, stdout, out: decoder.decode(stdout), err: decoder.decode(stderr) };
 }
 
-/** Runs a bash line in which `onecopy` is the CLI (so `ulimit` and redirections apply to it). */
-export function onecopySh(line: string, cwd?: string): Promise<Run> {
-  return sh(line, cwd);
-}
-
 /** Makes a FIFO (named pipe) at `path`. */
 export async function mkfifo(path: string): Promise<void> {
   const { code } = await new Deno.Command("mkfifo", { args: [path] }).output();
   if (code !== 0) throw new Error(`mkfifo ${path} failed`);
+}
+
+/**
+ * Starts `onecopy recv ARGS` (in `cwd`); resolves once it listens, with its
+ * URL and `finished()`: its exit code, stdout (also as sorted lines) and the
+ * rest of stderr; killed (SIGKILL) if still running after `deadlineMs`.
+ */
+export async function startRecv(args: string[], cwd?: string) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", cliMain, "recv", ...args],
+    cwd,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const errLines = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  const first = (await errLines.read()).value ?? "";
+  const url = /listening on (\S+)/.exec(first)?.[1];
+  if (!url) throw new Error(`onecopy recv did not listen: ${first}`);
+  const finished = async (deadlineMs = 60_000) => {
+    const deadline = setTimeout(() => child.kill("SIGKILL"), deadlineMs);
+    const [status, out] = await Promise.all([child.status, new Response(child.stdout).text()]);
+    clearTimeout(deadline);
+    let err = "";
+    for (let c = await errLines.read(); !c.done; c = await errLines.read()) err += c.value;
+    return { code: status.code, out, err, lines: out.trim().split("\n").sort() };
+  };
+  return { url, finished };
 }

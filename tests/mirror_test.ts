@@ -17,7 +17,7 @@ import * as raw from "../ffi/raw.ts";
 import { ipv6Text, parseBytes } from "../lib/mirror.ts";
 import { mirrorCommand } from "../cli/mirror.ts";
 import { shim } from "../ffi/load.ts";
-import { decoder, openFds, patternBytes, sha256, tempDir } from "./helpers.ts";
+import { decoder, openFds, patternBytes, runDeno, sha256, tempDir } from "./helpers.ts";
 
 const peerScript = new URL("./mirror_peer.ts", import.meta.url).pathname;
 const main = new URL("../cli/main.ts", import.meta.url).pathname;
@@ -139,6 +139,16 @@ async function startMirror(options: Omit<MirrorOptions, "listen"> & { listen?: s
       await server.close();
     },
   };
+}
+
+/** Each `onecopy mirror` command line is a usage error: status 2, one line and the Try line. */
+async function assertUsageErrors(cases: string[][]): Promise<void> {
+  await Promise.all(cases.map(async (args) => {
+    const out = await runDeno(["run", "-A", main, "mirror", ...args]);
+    const text = decoder.decode(out.stderr);
+    assert.equal(out.code, 2, `${args.join(" ")}: ${text}`);
+    assert.match(text, /^onecopy: [^\n]+\nTry 'onecopy mirror --help'[^\n]*\n$/, args.join(" "));
+  }));
 }
 
 Deno.test("mirror: IPv6 client addresses print in RFC 5952 form", () => {
@@ -595,16 +605,7 @@ Deno.test("onecopy mirror: bad arguments are one-line errors with exit 2", async
     ["--listen", "unix:", "--to", "tcp://127.0.0.1:9"],
     ["--listen", "tcp://127.0.0.1:0", "--to", "tcp://127.0.0.1:9", "--shadow", "/tmp/file"],
   ];
-  await Promise.all(cases.map(async (args) => {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", main, "mirror", ...args],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const text = decoder.decode(out.stderr);
-    assert.equal(out.code, 2, `${args.join(" ")}: ${text}`);
-    assert.match(text, /^onecopy: [^\n]+\nTry 'onecopy mirror --help'[^\n]*\n$/, args.join(" "));
-  }));
+  await assertUsageErrors(cases);
 });
 
 Deno.test("onecopy mirror: SIGTERM stops accepting, drains open connections, prints --json, exits 0", async () => {
@@ -960,16 +961,7 @@ Deno.test("onecopy mirror: --max-lag, --listen, --to and timeouts out of range a
     [...base, "--connect-timeout", "1e300"],
     [...base, "--method", "splice", "--method", "copy"],
   ];
-  await Promise.all(cases.map(async (args) => {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", main, "mirror", ...args],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const text = decoder.decode(out.stderr);
-    assert.equal(out.code, 2, `${args.join(" ")}: ${text}`);
-    assert.match(text, /^onecopy: [^\n]+\nTry 'onecopy mirror --help'[^\n]*\n$/, args.join(" "));
-  }));
+  await assertUsageErrors(cases);
 });
 
 Deno.test("onecopy mirror: a second SIGTERM during the drain closes the rest now and exits 130", async () => {
