@@ -250,4 +250,3 @@ export function mappable(src: Fd): boolean {
     return false;
   }
 }
-
