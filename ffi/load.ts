@@ -169,9 +169,12 @@ function bindLazily(path: string): ShimSymbols {
       try {
         bound = Deno.dlopen(path, part(names)).symbols;
       } catch (cause) {
-        throw new Error(`onecopy: cannot load the native shim from ${path}: ${asError(cause).message}`, {
-          cause,
-        });
+        throw new Error(
+          `onecopy: cannot load the native shim from ${path}: ${asError(cause).message}`,
+          {
+            cause,
+          },
+        );
       }
       for (const n of names) Object.defineProperty(table, n, { value: bound[n], enumerable: true });
     };
@@ -240,8 +243,9 @@ export function library(): ShimSymbols {
     if (cause instanceof PermissionError) throw cause; // already says what to do
     const override = env("ONECOPY_SHIM");
     const where = override ? ` from ${override}` : "";
-    throw new Error(`onecopy: cannot load the native shim${where}: ${asError(cause).message}`, { cause });
+    throw new Error(`onecopy: cannot load the native shim${where}: ${asError(cause).message}`, {
+      cause,
+    });
   }
   return loaded;
 }
-

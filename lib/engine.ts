@@ -334,7 +334,6 @@ function setFeed(e: Engine, d: DestView, feed: FeedCode, reserved?: [Fd, Fd]): v
   }
 }
 
-
 /**
  * Between batches: a failed source stream ends the run; a failed
  * WritableStream is dropped like any failed destination (the others go on).
