@@ -1136,16 +1136,50 @@ fn settle(L: *Loop, st: *State, slot: u32, now: u64) void {
         if (whole and e.rd_eof) {
             closeEp(L, c, i, .complete, 0, false);
         } else if (main_done and now >= c.main_done_at + L.config.grace_ns) {
-            // Unread replies would turn our FIN into a reset: take what is there.
-            // Edge-triggered: what came since the last event has none yet, so try.
-            var ignored = false;
-            var ignored_bytes: u64 = 0;
-            e.readable = true;
-            if (whole) _ = readReplies(st, e, drain_reads_max, &ignored, &ignored_bytes);
-            closeEp(L, c, i, if (whole) .complete else .lagged_out, 0, !whole);
+            endLingering(L, st, c, i);
         } else left = true;
     }
     if (main_done and !left) finish(L, st, slot);
+}
+
+/// Ends shadow `i` of a connection whose client and primary are done, before
+/// its own FIN: `complete` if it has its whole stream (its replies are read
+/// first: unread ones would turn our FIN into a reset; edge-triggered, what
+/// came since the last event has no event yet, so try), else `lagged-out`.
+fn endLingering(L: *Loop, st: *State, c: *Conn, i: usize) void {
+    const e = &c.ep[i];
+    const whole = delivered(c, e);
+    var ignored = false;
+    var ignored_bytes: u64 = 0;
+    e.readable = true;
+    if (whole) _ = readReplies(st, e, drain_reads_max, &ignored, &ignored_bytes);
+    closeEp(L, c, i, if (whole) .complete else .lagged_out, 0, !whole);
+}
+
+/// A client waits in the backlog, the limit has room, but every loop's table
+/// is full: of connections whose shadows linger (each table holds twice the
+/// limit, so at least half are). The one whose client and primary ended first
+/// gives its shadows up now, its grace cut short: a lingering shadow must not
+/// keep a client out. Its slot comes free with its report.
+fn makeRoom(L: *Loop, st: *State) void {
+    if (st.used < st.nslots or !groupHasRoom(groupOf(L))) return;
+    if (@atomicLoad(u32, &L.control.accepting, .monotonic) == 0) return;
+    for (peers(L)) |*p| if (@atomicLoad(u64, &p.used, .monotonic) < st.nslots) return;
+    var waiting = [1]sys.PollFd{.{ .fd = L.config.listen_fd, .events = linux.POLL.IN, .revents = 0 }};
+    if (sys.poll(&waiting, 1, 0) <= 0) return;
+    var oldest: ?u32 = null;
+    var since: u64 = std.math.maxInt(u64);
+    for (0..st.high) |s| {
+        const c = &st.conns[s];
+        if (c.in_use and !c.finished and c.main_done_at != 0 and c.main_done_at < since) {
+            since = c.main_done_at;
+            oldest = @intCast(s);
+        }
+    }
+    const slot = oldest orelse return;
+    const c = &st.conns[slot];
+    for (first_shadow..max_eps) |i| if (alive(&c.ep[i])) endLingering(L, st, c, i);
+    finish(L, st, slot);
 }
 
 /// Closes what the connection still holds and queues its report. Once per
@@ -1522,6 +1556,7 @@ pub export fn oc_mirror_run(L: *Loop, reports: [*]Report) Status {
             st.next_sweep = now + sweep_ns;
             continue;
         }
+        makeRoom(L, st);
         updateListener(L, st, now);
         var until = @min(end, st.next_sweep);
         if (n_rep > 0) until = @min(until, st.first_report_at + report_delay_ns);

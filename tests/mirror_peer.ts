@@ -7,6 +7,7 @@
  *   echo       write back what it reads; half-close at EOF
  *   greet      write "hello\n" and half-close first, then read to EOF
  *   stall      accept and never read
+ *   hold       read to EOF, then keep the connection open (never close it)
  *   die:N      read N bytes, then exit the whole process
  *   close:N    read N bytes, then close (the kernel resets: unread bytes remain)
  *
@@ -55,6 +56,7 @@ async function serve(conn: Deno.Conn, id: number, mode: string) {
     end = (e as { code?: string }).code ?? String(e);
   }
   console.log(`${id} ${bytes} ${hash.digest("hex")} ${end}`);
+  if (name === "hold") return await new Promise(() => {});
   try {
     conn.close();
   } catch { /* closed */ }

@@ -1010,3 +1010,29 @@ Deno.test("onecopy mirror: capture index lines that cannot be written are said o
   assert.equal(lost.length, 1, cli.err.lines.join("\n"));
   assert.match(lost[0], /ENOSPC/);
 });
+
+Deno.test("mirror: shadows that linger after their client never keep the next client waiting", async () => {
+  // One place, one loop: its table holds two connections. A shadow that has
+  // its whole stream but never closes lingers for its grace (5 s); a full
+  // table of those must give way to the next client at once.
+  await using primary = await peer("echo");
+  await using shadow = await peer("hold");
+  await using m = await startMirror({
+    to: primary.url,
+    shadows: [shadow.url],
+    maxConnections: 1,
+    threads: 1,
+  });
+  const data = patternBytes(1000, 3);
+  for (let k = 0; k < 5; k++) {
+    const t0 = performance.now();
+    const got = await exchange(m.server.url, data);
+    const ms = performance.now() - t0;
+    assert.equal(got.sha, sha256(data), `client ${k + 1}`);
+    // Waiting out a lingering shadow's grace would take 5 s.
+    assert.ok(ms < 2500, `client ${k + 1} waited ${ms.toFixed(0)} ms`);
+  }
+  // The ones given up early had their whole stream: complete, not lagged-out.
+  const reports = await m.waitReports(3);
+  for (const r of reports) assert.equal(r.shadows[0].outcome, "complete", JSON.stringify(r));
+});
