@@ -527,7 +527,12 @@ export class MirrorServer {
     L.set("group_index", k);
   }
 
-  /** The counters so far, summed over the loops. */
+  /**
+   * The counters so far, summed over the loops. A live view: each counter is
+   * read on its own while the loops run, so two may be a connection apart
+   * (`closed + active` one above `accepted`, rarely); what `close()` resolves
+   * with agrees exactly.
+   */
   stats(): MirrorStats {
     const loops = this.#loops;
     return {
