@@ -351,15 +351,6 @@ export async function pollAsync(fds: PollRequest[], timeoutMs: number): Promise<
   return fds.map((_, i) => buf[i * 4 + 3]);
 }
 
-/**
- * write(2) on a worker thread, for a blocking fd: it returns once the kernel
- * took what it will (for a pipe, every byte, waiting for room as it goes), and
- * the event loop never waits. `buf` must stay untouched until it resolves.
- */
-export async function writeAsync(fd: number, buf: Uint8Array): Promise<number> {
-  return check(await shim().oc_write_async(fd, bytesOf(buf), BigInt(buf.length)), "write");
-}
-
 const eventfdOne = new Uint8Array(new BigUint64Array([1n]).buffer);
 
 /** Adds 1 to eventfd `fd`: whoever polls it wakes. A full counter (EAGAIN) is a wake already. */

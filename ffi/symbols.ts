@@ -25,13 +25,6 @@ export const symbols = {
   oc_read: { parameters: [fd, "buffer", "usize"], result: "isize" },
   /** ssize_t oc_write(int fd, const void *buf, size_t len); */
   oc_write: { parameters: [fd, "buffer", "usize"], result: "isize" },
-  /** oc_write on a worker thread: a blocking write() that waits there, not on the event loop. */
-  oc_write_async: {
-    name: "oc_write",
-    parameters: [fd, "buffer", "usize"],
-    result: "isize",
-    nonblocking: true,
-  },
   /** ssize_t oc_pread(int fd, void *buf, size_t len, uint64_t offset); */
   oc_pread: { parameters: [fd, "buffer", "usize", "u64"], result: "isize" },
   /** ssize_t oc_ftruncate(int fd, uint64_t length); */
@@ -143,7 +136,7 @@ export const boundLater = {
     "oc_unlinkat",
     "oc_poll_async",
   ],
-  pages: ["oc_splice", "oc_tee", "oc_vmsplice", "oc_mmap", "oc_munmap", "oc_write_async"],
+  pages: ["oc_splice", "oc_tee", "oc_vmsplice", "oc_mmap", "oc_munmap"],
   hashes: ["oc_hash_begin", "oc_hash_update", "oc_hash_end"],
   mirror: [
     "oc_mirror_defaults",

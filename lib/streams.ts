@@ -40,8 +40,6 @@ export class StreamSource {
   readonly #w: Fd;
   readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
   #stopped = false;
-  /** The pump's write() on a worker thread, if one is under way. */
-  #inflight: Promise<number> = Promise.resolve(0);
   /** Why the stream failed, once it has. */
   error?: Error;
   /** Called when the stream fails (wakes the loop). */
@@ -50,16 +48,6 @@ export class StreamSource {
   constructor(stream: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>, pipeSize: number) {
     const label = stream instanceof ReadableStream ? "ReadableStream" : "async iterable";
     [this.fd, this.#w] = ownPipe(pipeSize, label);
-    try {
-      // The pump's end blocks (the loop's stays non-blocking: each end is its own
-      // open file): a chunk is then one write() on a worker thread, not a poll for
-      // POLLOUT, which a pipe reports at one free page, and many small writes.
-      raw.setNonBlocking(this.#w.fd, false);
-    } catch (err) {
-      this.fd.close();
-      this.#w.close();
-      throw err;
-    }
     // Last: once the reader is taken the stream is locked, so nothing may fail after.
     const readable = stream instanceof ReadableStream ? stream : ReadableStream.from(stream);
     this.#reader = readable.getReader();
@@ -89,32 +77,31 @@ export class StreamSource {
     }
   }
 
-  /**
-   * Writes a whole chunk: a blocking write() on a worker thread, which waits
-   * there for room (the event loop never does). The chunk is the stream's
-   * own: nothing writes into it meanwhile.
-   */
+  /** Writes a whole chunk, waiting (off the event loop) while the pipe is full. */
   async #write(chunk: Uint8Array): Promise<void> {
     for (let off = 0; off < chunk.length && !this.#stopped;) {
-      this.#inflight = raw.writeAsync(this.#w.fd, chunk.subarray(off));
-      off += await this.#inflight;
+      try {
+        off += raw.write(this.#w.fd, chunk.subarray(off));
+        continue;
+      } catch (err) {
+        if (!hasCode(err, "EAGAIN")) throw err;
+      }
+      await raw.pollAsync([{ fd: this.#w.fd, events: raw.POLLOUT }], waitMs);
     }
   }
 
   /**
    * Stops pumping and releases the stream; `reason`, if given, cancels it.
-   * Closes both ends: the read end first, which ends a worker thread's
-   * write() waiting for room (EPIPE, caught; the pump then sees `#stopped`);
-   * the write end once that write is back, so that its fd number cannot be
-   * reused under a write still on its way to the kernel.
+   * Closes both ends. The pump is not waited for: it may be in a worker
+   * thread's poll for room (up to `waitMs`), and once it is back it sees
+   * `#stopped` before it writes again (a closed end would throw, which is caught).
    */
   async stop(reason?: unknown): Promise<void> {
     this.#stopped = true;
     await within(2 * waitMs, this.#reader.cancel(reason).catch(() => {}));
     this.#reader.releaseLock(); // the caller may look at the stream again
+    this.#w.close();
     this.fd.close();
-    const w = this.#w;
-    this.#inflight.then(() => w.close(), () => w.close());
   }
 }
 

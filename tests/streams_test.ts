@@ -439,3 +439,41 @@ Deno.test("a failed WritableStream does not make the loop spin while a slow dest
   // Spinning on the wake fd burnt ~0.9 s of CPU per second of waiting; waiting takes next to none.
   assert.ok(cpu < 0.4 * wall, `${cpu.toFixed(2)} s of CPU in ${wall.toFixed(2)} s`);
 });
+
+Deno.test("40 stream fan-outs stalled at once hold no worker thread: async I/O goes on, every abort lands", async () => {
+  // A stalled stream source must not park one of Deno's (32) blocking threads:
+  // with all of them taken, every async op of the process waits for ever.
+  using dir = tempDir();
+  Deno.writeTextFileSync(`${dir.path}/probe`, "alive");
+  const chunk = new Uint8Array(1 << 20);
+  const runs = Array.from({ length: 40 }, () => {
+    const [r, w] = Fd.pipe(); // nobody reads r
+    const controller = new AbortController();
+    const stream = new ReadableStream<Uint8Array>({ pull: (c) => c.enqueue(chunk) });
+    const done = fanout(stream, [w], { signal: controller.signal }).catch((e) => e);
+    return { r, w, controller, done };
+  });
+  await new Promise((ok) => setTimeout(ok, 1500)); // every pipe is full, every pump waiting
+  const t0 = performance.now();
+  const probe = Deno.readTextFile(`${dir.path}/probe`);
+  const late = new Promise((ok) => setTimeout(() => ok("still waiting after 3 s"), 3000));
+  assert.equal(await Promise.race([probe, late]), "alive");
+  for (const run of runs) run.controller.abort();
+  const errors = await Promise.all(runs.map((run) => run.done));
+  const ms = performance.now() - t0;
+  for (const e of errors) assert.equal(e?.name, "AbortError", String(e));
+  assert.ok(ms < 5000, `40 aborts took ${ms.toFixed(0)} ms`);
+  for (const run of runs) run.r.close(), run.w.close();
+});
+
+Deno.test("a chunk in a resizable ArrayBuffer is written exactly", async () => {
+  using dir = tempDir();
+  const buffer = new ArrayBuffer(8, { maxByteLength: 1 << 16 });
+  buffer.resize(4096);
+  const bytes = new Uint8Array(buffer); // over the resizable buffer itself (map() would copy)
+  for (let i = 0; i < bytes.length; i++) bytes[i] = i % 251;
+  await fanout(ReadableStream.from([bytes, new Uint8Array([1, 2, 3])]), [`${dir.path}/out`]);
+  const got = Deno.readFileSync(`${dir.path}/out`);
+  assert.equal(got.length, 4099);
+  assert.deepEqual(got.subarray(0, 4096), new Uint8Array(4096).map((_, i) => i % 251));
+});
