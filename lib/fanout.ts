@@ -3,9 +3,8 @@
  * sees: the options, the report and its error, and the order of a run
  * (check, open, refuse or truncate, run, report). The ends are opened in
  * lib/endpoints.ts; the shim's loop is driven in lib/engine.ts (one FFI call
- * per batch, on Deno's blocking threads, so the event loop keeps running:
- * 50 ms batches with onProgress, 500 ms without); a small file takes
- * lib/small.ts.
+ * per ~50 ms batch, on Deno's blocking threads, so the event loop keeps
+ * running); a small file takes lib/small.ts.
  *
  * @module
  */
@@ -46,11 +45,7 @@ export interface FanoutOptions {
    * overwritten on ext4).
    */
   signal?: AbortSignal;
-  /**
-   * Called after each batch with the bytes every live destination has
-   * received. Given, it keeps batches at 50 ms (500 ms without): pass it only
-   * when someone looks.
-   */
+  /** Called after each batch (~50 ms) with the bytes every live destination has received. */
   onProgress?: (bytesDone: number) => void;
   /** Pipe size in bytes for the stage and branch pipes; default 1 MiB. */
   pipeSize?: number;
@@ -239,7 +234,8 @@ export async function fanout(
     const release = running.some((d) => d.fd.kind === "file") ? ignoreFileSizeSignal() : undefined;
     let run;
     try {
-      if (stop) run = notRun(src, live, options, smallPath);
+      // Nothing to deliver to (none given, none opened): the source is not read.
+      if (stop || running.length === 0) run = notRun(src, live, options, smallPath);
       else {
         const small = smallPath ? runSmall(src, running, options, truncateLater) : undefined;
         if (smallPath && !small) truncateLater.forEach(truncateToEmpty); // it grew: not small now
@@ -353,7 +349,7 @@ function stopAll(live: Live[], cause: Error): void {
   for (const { report } of live) report.error ??= new Error("stopped", { cause });
 }
 
-/** The report of a run stopped before it started: nothing read, nothing written. */
+/** The report of a run stopped before it started, or with no destination: nothing read. */
 function notRun(
   src: Fd,
   live: Live[],

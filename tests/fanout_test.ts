@@ -237,9 +237,8 @@ Deno.test("abort stops a stalled transfer at once and closes everything", async 
     const err = await running.catch((e) => e);
     const ms = performance.now() - t0;
     assert.equal(err?.name, "AbortError", `${method}: ${err}`);
-    // The wake fd ends the shim's batch at once (~1 ms idle). Without it the
-    // abort would land when the 500 ms batch ends, ~450 ms from here; the
-    // bound leaves a loaded machine room between the two.
+    // The wake fd ends the shim's batch at once (~1 ms idle); the bound leaves
+    // a loaded machine room (the loop's own test, in shim/engine.zig, pins the wake).
     assert.ok(ms < 300, `${method}: aborted after ${ms.toFixed(0)} ms`);
     r.close();
     w.close();
@@ -390,4 +389,14 @@ Deno.test("bad input: a directory source, a bad URL, an unknown checksum", async
     fanout("/etc/hostname", ["/dev/null"], { checksum: "md5" as "sha256" }),
     /unknown checksum/,
   );
+});
+
+Deno.test("with no destination to write to (none given, none opened), the source is not read", async () => {
+  // /dev/zero never ends: a run that read it would report bytes (it read 1.8 GB in one batch).
+  const none = await fanout("/dev/zero", []);
+  assert.equal(none.bytes, 0);
+  const err = await fanout("/dev/zero", ["/nonexistent/dir/x"]).catch((e) => e);
+  assert.ok(err instanceof FanoutError, String(err));
+  assert.equal(err.report.bytes, 0);
+  assert.match(err.report.destinations[0].error?.message ?? "", /no such file/);
 });
