@@ -21,6 +21,9 @@ import { type Fd, ownPipe, waitMs } from "./fd.ts";
 import { describeValue } from "./specs.ts";
 import { MiB } from "./units.ts";
 
+/** How long a busy drain runs before it lets timers and I/O in. */
+const yieldMs = 10;
+
 /** The most one read from a WritableStream's pipe takes (a fresh buffer each: the writer may keep it). */
 const maxChunk = MiB;
 
@@ -134,16 +137,24 @@ export class StreamDestination {
 
   async #drain(): Promise<void> {
     try {
+      let yielded = performance.now();
       for (;;) {
         const chunk = this.#take();
         if (chunk === null) break; // the loop is done and the pipe is empty
         if (chunk === undefined) {
           if (this.#stopped) return;
           await raw.pollAsync([{ fd: this.#r.fd, events: raw.POLLIN }], waitMs);
+          yielded = performance.now();
           continue;
         }
         await this.#writer.write(chunk);
         this.bytes += chunk.length;
+        // A synchronous sink resolves write() at once (a microtask): while the
+        // pipe keeps bytes, timers and I/O would never run. Let them, every ~10 ms.
+        if (performance.now() - yielded > yieldMs) {
+          await new Promise((resume) => setTimeout(resume, 0));
+          yielded = performance.now();
+        }
       }
       await this.#writer.close();
     } catch (err) {
