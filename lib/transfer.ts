@@ -98,18 +98,23 @@ export async function tee(from: Fd, to: Fd, len: number): Promise<number> {
 }
 
 /**
- * vmsplice()s all of `buf` into pipe `to`. The kernel references `buf`'s pages
- * after this returns: do not modify `buf` until everything downstream has
- * consumed it (the pipe, and anything it was spliced into). When in doubt, use
- * a fresh buffer for each call.
+ * vmsplice()s all of `buf` into pipe `to`. The pipe maps `buf`'s pages: it
+ * does not copy them. Until everything downstream has consumed the bytes (the
+ * pipe, and anything they were spliced into), keep `buf` referenced and do
+ * not modify it: once nothing references it, the garbage collector may give
+ * its memory to something else, and the pipe then hands out those bytes. When
+ * in doubt, use a fresh buffer for each call and hold on to it.
  *
  * @example
  * ```ts
  * import { Fd, vmsplice } from "@onecopy/onecopy";
  * const [r, w] = Fd.pipe();
- * await vmsplice(w, new TextEncoder().encode("hello")); // fresh bytes, never changed after
+ * const hello = new TextEncoder().encode("hello"); // kept until it has been read
+ * await vmsplice(w, hello);
  * w.close();
- * console.log(await new Response(r.readable()).text()); // hello
+ * const text = await new Response(r.readable()).text();
+ * if (text !== "hello" || hello.length !== 5) throw new Error(`read ${JSON.stringify(text)}`);
+ * console.log(text); // hello
  * ```
  */
 export async function vmsplice(to: Fd, buf: Uint8Array): Promise<void> {
