@@ -151,6 +151,8 @@ export const DEST_BLOCKING_PIPE = 1;
 export const DEST_WATCH_READER = 2;
 /** `Dest.flags`: from a source pipe, the stage is consumed into this pipe (splice) instead of tee()d. */
 export const DEST_MOVER = 4;
+/** `Dest.flags`: a socket, written with send(MSG_DONTWAIT): never blocks, whatever its O_NONBLOCK. */
+export const DEST_SOCKET = 8;
 /** `Job.src_flags`: a borrowed source that may block; poll before read. */
 export const SRC_MAY_BLOCK = 1;
 
@@ -234,6 +236,7 @@ export function expectedLayout(): Map<string, string> {
     dest_blocking_pipe: DEST_BLOCKING_PIPE,
     dest_watch_reader: DEST_WATCH_READER,
     dest_mover: DEST_MOVER,
+    dest_socket: DEST_SOCKET,
     src_may_block: SRC_MAY_BLOCK,
     pollfd_size: POLLFD_SIZE,
     hash_state_size: HASH_STATE_SIZE,

@@ -77,7 +77,8 @@ const statxSize = 256;
 const stx_mode = 28; // __u16, after mask, blksize, attributes, nlink, uid, gid
 const stx_ino = 32; // __u64, after mode and a pad
 const stx_size = 40; // __u64, after ino
-const stx_dev_major = 136; // __u32 pair, after the four timestamps and rdev
+const stx_rdev_major = 128; // __u32 pair, after the four timestamps
+const stx_dev_major = 136; // __u32 pair, after rdev
 const stx_dev_minor = 140;
 
 const S_IFMT = 0o170000;
@@ -414,6 +415,8 @@ export interface Stat {
   /** Device and inode: together they name one file, whatever path or fd leads to it. */
   dev: number;
   ino: bigint;
+  /** For a device file, the device's major number (136–143: a pseudo-terminal). */
+  rdevMajor: number;
 }
 
 /** statx(2) of an open fd (AT_EMPTY_PATH) or of a path (following symlinks). */
@@ -435,6 +438,7 @@ export function statx(target: number | string): Stat {
     size: Number(view.getBigUint64(stx_size, true)),
     dev: view.getUint32(stx_dev_major, true) * 2 ** 32 + view.getUint32(stx_dev_minor, true),
     ino: view.getBigUint64(stx_ino, true),
+    rdevMajor: view.getUint32(stx_rdev_major, true),
   };
 }
 

@@ -10,7 +10,7 @@
 
 import * as raw from "../ffi/raw.ts";
 import { printable } from "../ffi/errors.ts";
-import { Fd, openReader, openWriter, truncateToEmpty } from "./fd.ts";
+import { Fd, isBlocking, openReader, openWriter, truncateToEmpty } from "./fd.ts";
 import { parseTarget } from "./addr.ts";
 import {
   type DestinationSpec,
@@ -93,12 +93,44 @@ export async function openDestination(
     streams.dests.set(dest.fd, dest);
     return dest.fd;
   }
-  if (spec instanceof Fd) return spec;
+  if (spec instanceof Fd) return nonBlockingTerminal(spec, owned);
   const target = parseTarget(spec, "destination");
-  if (target.kind === "stdio") return Fd.stdout();
+  if (target.kind === "stdio") return nonBlockingTerminal(Fd.stdout(), owned);
   const { signal, append } = options;
-  if (target.kind === "file") return owned.add(await openWriter(target.path, { append, signal }));
+  if (target.kind === "file") {
+    return nonBlockingTerminal(owned.add(await openWriter(target.path, { append, signal })), owned);
+  }
   return owned.add(await Fd.connect(spec, { signal, timeoutMs: options.connectTimeout }));
+}
+
+/** Device majors of terminals on Linux: virtual consoles and serial (4), /dev/tty and the console (5), pseudo-terminals (136–143). */
+function isTerminal(major: number): boolean {
+  return major === 4 || major === 5 || (major >= 136 && major <= 143);
+}
+
+/**
+ * A terminal the loop can write without blocking: a write() into a blocking
+ * one nobody reads (scroll-lock, ^S) would hold the loop where no abort or
+ * SIGINT reaches it. Ours is made non-blocking; a borrowed one (stdout, an
+ * adopted fd) is opened again through /proc/self/fd, a description of our
+ * own: O_NONBLOCK on the shared one would change it for every process using
+ * it. Where that cannot be done, the fd is used as it is.
+ */
+function nonBlockingTerminal(fd: Fd, owned: Owned): Fd {
+  try {
+    if (fd.kind !== "char" || !isBlocking(fd.fd) || !isTerminal(raw.statx(fd.fd).rdevMajor)) {
+      return fd;
+    }
+    if (fd.owned) {
+      raw.setNonBlocking(fd.fd, true);
+      return fd;
+    }
+    const flags = raw.O_WRONLY | raw.O_NONBLOCK | raw.O_CLOEXEC | raw.O_NOCTTY;
+    const again = raw.open(`/proc/self/fd/${fd.fd}`, flags);
+    return owned.add(new Fd(again, { owned: true, label: fd.label, kind: "char" }));
+  } catch {
+    return fd; // no /proc, or the terminal refuses: as before
+  }
 }
 
 /** An fd given as a source or destination (an `Fd`, or `-`), and how to name it. */

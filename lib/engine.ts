@@ -24,6 +24,7 @@ import {
   DEST,
   DEST_BLOCKING_PIPE,
   DEST_MOVER,
+  DEST_SOCKET,
   DEST_WATCH_READER,
   type DestView,
   Feed,
@@ -298,6 +299,12 @@ function setUpDestination(
       (o.watchReader ? DEST_WATCH_READER : 0);
     d.set("flags", flags);
     d.set("pipe_size", raw.getPipeSize(fd.fd));
+  }
+  if (fd.kind === "tcp" || fd.kind === "unix") {
+    d.set("flags", DEST_SOCKET);
+    // splice() into a socket blocks by the socket's own O_NONBLOCK, whatever
+    // its flags say: a borrowed blocking one is written from its branch instead.
+    if (feed === Feed.branch_splice && isBlocking(fd.fd)) feed = Feed.branch_copy;
   }
   setFeed(e, d, feed, o.branch);
 }

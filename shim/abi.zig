@@ -66,10 +66,11 @@ fn functionsOf(comptime module: type) []const u8 {
 fn constants() []const u8 {
     return print("const.poll_slots_per_dest={d};const.poll_slots_base={d};" ++
         "const.dest_blocking_pipe={d};const.dest_watch_reader={d};const.dest_mover={d};" ++
-        "const.src_may_block={d};const.pollfd_size={d};const.hash_state_size={d};const.digest_max={d};", .{
+        "const.dest_socket={d};const.src_may_block={d};const.pollfd_size={d};const.hash_state_size={d};const.digest_max={d};", .{
         engine.poll_slots_per_dest, engine.poll_slots_base,
         engine.dest_blocking_pipe,  engine.dest_watch_reader,
-        engine.dest_mover,          engine.src_may_block,
+        engine.dest_mover,          engine.dest_socket,
+        engine.src_may_block,
         @sizeOf(sys.PollFd),        hash.state_size,
         hash.digest_max,
     });

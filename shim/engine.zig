@@ -22,6 +22,7 @@
 //! No policy lives here: on an error the loop records errno and the syscall,
 //! returns, and TypeScript decides (fall back, drop the destination, abort).
 const std = @import("std");
+const linux = std.os.linux;
 const sys = @import("sys.zig");
 const hash = @import("hash.zig");
 const E = sys.E;
@@ -120,6 +121,10 @@ pub const dest_watch_reader: u32 = 2;
 /// Destination flag: from a source pipe, consume the stage into this
 /// destination pipe (splice) rather than tee() into it (`isMover`).
 pub const dest_mover: u32 = 4;
+/// Destination flag: a socket. It is written by send(MSG_DONTWAIT), which
+/// never blocks whatever its O_NONBLOCK says: a borrowed blocking socket whose
+/// peer stops reading then leaves the loop free to see an abort.
+pub const dest_socket: u32 = 8;
 /// Source flag: a borrowed fd that may block; poll() before read().
 pub const src_may_block: u32 = 1;
 
@@ -288,10 +293,15 @@ fn roundFinished(job: *const Job, ds: []const Dest, stage: bool) bool {
     return true;
 }
 
-/// write() to a destination; a borrowed blocking pipe gets at most its free
-/// room, and none left is EAGAIN (the write would block).
+/// write() to a destination, never blocking: a borrowed blocking pipe gets
+/// at most its free room (none left is EAGAIN), a socket is sent to with
+/// MSG_DONTWAIT (and MSG_NOSIGNAL: a gone peer is EPIPE, not a signal).
 fn writeDest(d: *const Dest, p: [*]const u8, n: usize) isize {
     var len = n;
+    if (d.config.flags & dest_socket != 0) {
+        const flags: u32 = linux.MSG.DONTWAIT | linux.MSG.NOSIGNAL;
+        return sys.call(.sendto, .{ sys.arg(d.config.fd), @intFromPtr(p), len, flags, 0, 0 });
+    }
     if (d.config.flags & dest_blocking_pipe != 0) {
         const queued = sys.ioctl_int(d.config.fd, FIONREAD);
         if (queued < 0) return queued;
@@ -1279,6 +1289,31 @@ test "oc_run: a busy batch (always progressing) still sees the wake fd, and retu
     // The signal was taken: the next batch runs out its budget, not woken again at once.
     job.config.budget_ns = 50_000_000;
     try testing.expectEqual(Status.again, oc_run(&job, &ds));
+}
+
+test "oc_run: a blocking socket whose peer never reads does not hold the batch (dest_socket)" {
+    const zero_r = sys.call(.openat, .{ sys.arg(-100), @intFromPtr("/dev/zero"), O_CLOEXEC, 0 });
+    try testing.expect(zero_r >= 0);
+    const zero: i32 = @intCast(zero_r);
+    defer _ = sys.close(zero);
+    var pair: [2]i32 = undefined;
+    // Blocking (no SOCK_NONBLOCK), as a borrowed socket may be; nobody reads pair[1].
+    try testing.expectEqual(@as(isize, 0), sys.call(.socketpair, .{ linux.AF.UNIX, linux.SOCK.STREAM | linux.SOCK.CLOEXEC, 0, @intFromPtr(&pair) }));
+    defer for (pair) |fd| {
+        _ = sys.close(fd);
+    };
+    var buf: [65536]u8 = undefined;
+    var job: Job = undefined;
+    var ds: [1]Dest = undefined;
+    oc_job_init(&job, &ds, ds.len);
+    var polls: [pollSlots(ds.len)]sys.PollFd = undefined;
+    job.config = .{ .src_fd = zero, .source = .read_buf, .ndest = 1, .chunk = buf.len, .buf = @intFromPtr(&buf), .budget_ns = 100_000_000, .poll_fds = @intFromPtr(&polls), .poll_cap = polls.len };
+    ds[0].config = .{ .fd = pair[0], .feed = .write, .flags = dest_socket };
+    const t0 = sys.nowNs();
+    // A write() would block once the socket's buffers are full; send(MSG_DONTWAIT) says EAGAIN.
+    try testing.expectEqual(Status.again, oc_run(&job, &ds));
+    try testing.expect(sys.nowNs() - t0 < 5_000_000_000);
+    try testing.expect(ds[0].state.done > 0);
 }
 
 /// A memfd (a file in memory) holding `bytes`: a real regular file to map and truncate.

@@ -637,3 +637,63 @@ Deno.test("a path that is not valid UTF-8 is refused (exit 2), nothing written e
   assert.match(r.err, /not valid UTF-8/);
   assert.deepEqual([...Deno.readDirSync(dir.path)].map((e) => e.name), ["f"]);
 });
+
+Deno.test("abort reaches a borrowed blocking socket whose peer never reads", async () => {
+  // A blocking socket (no O_NONBLOCK), adopted: a write() into it would block
+  // the loop where the abort cannot reach it once the peer's buffers are full.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const fd = raw.socket(raw.AF_INET, raw.SOCK_STREAM); // blocking
+  raw.connect(
+    fd,
+    sockaddrIp({ family: raw.AF_INET, bytes: Uint8Array.of(127, 0, 0, 1) }, listener.addr.port),
+  );
+  const peer = await listener.accept(); // and never reads
+  try {
+    const controller = new AbortController();
+    const running = fanout("/dev/zero", [Fd.adopt(fd)], { signal: controller.signal });
+    await new Promise((ok) => setTimeout(ok, 300)); // its buffers are full by now
+    const t0 = performance.now();
+    controller.abort();
+    const settled = running.catch((e) => e);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const hung = new Promise((ok) => timer = setTimeout(() => ok("still running 3 s later"), 3000));
+    const err = await Promise.race([settled, hung]);
+    clearTimeout(timer);
+    const ms = performance.now() - t0;
+    peer.close(); // unblocks a write still held, so that a failure here ends the test
+    await settled;
+    assert.equal(err?.name, "AbortError", String(err));
+    assert.ok(ms < 1000, `aborted after ${ms.toFixed(0)} ms`);
+  } finally {
+    raw.close(fd);
+    try {
+      peer.close();
+    } catch { /* closed above */ }
+    listener.close();
+  }
+});
+
+Deno.test("SIGINT reaches tee writing to a terminal nobody reads (as for GNU tee)", async () => {
+  // stdout: a pseudo-terminal whose other end is never read; stdin: yes(1).
+  const script = `
+import os, pty, signal, subprocess, sys, time
+m, s = pty.openpty()
+yes = subprocess.Popen(["yes"], stdout=subprocess.PIPE)
+p = subprocess.Popen(sys.argv[1:], stdin=yes.stdout, stdout=s, stderr=subprocess.DEVNULL,
+    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+yes.stdout.close()
+time.sleep(1.5)
+t = time.monotonic(); p.send_signal(signal.SIGINT)
+try:
+    p.wait(timeout=8); print(p.returncode, round(1000 * (time.monotonic() - t)))
+except subprocess.TimeoutExpired:
+    print("hung"); p.kill(); p.wait()
+yes.kill()
+`;
+  const out = await new Deno.Command("python3", {
+    args: ["-c", script, Deno.execPath(), "run", "-A", main, "tee"],
+    stdout: "piped",
+  }).output();
+  const [code, ms] = new TextDecoder().decode(out.stdout).trim().split(" ");
+  assert.equal(code, "130", `tee did not end by SIGINT: ${code} ${ms ?? ""}`);
+});
