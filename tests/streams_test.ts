@@ -207,14 +207,13 @@ Deno.test("abort while the source stream is silent: rejects at once and cancels 
 });
 
 Deno.test("abort while a fast source stream fills its pipe: rejects in a few ms, not after the pump's poll", async () => {
-  using dir = tempDir();
   const chunk = new Uint8Array(MiB);
   const latencies: number[] = [];
-  for (let i = 0; i < 3; i++) {
+  for (let i = 0; i < 5; i++) {
     const endless = new ReadableStream<Uint8Array>({ pull: (c) => c.enqueue(chunk) });
     const controller = new AbortController();
     let abortedAt = 0;
-    const run = fanout(endless, [`${dir.path}/a`], {
+    const run = fanout(endless, ["/dev/null"], {
       signal: controller.signal,
       onProgress: (n) => {
         if (n < 64 * MiB || abortedAt) return;
@@ -226,7 +225,8 @@ Deno.test("abort while a fast source stream fills its pipe: rejects in a few ms,
     latencies.push(performance.now() - abortedAt);
   }
   latencies.sort((a, b) => a - b);
-  assert.ok(latencies[1] < 50, `median ${latencies[1].toFixed(0)} ms after the abort`);
+  // /dev/null, not a file: a file's dirty-page throttling can hold a write ~70 ms, which no abort interrupts.
+  assert.ok(latencies[3] < 50, `4th of 5 ${latencies[3].toFixed(0)} ms after the abort`);
 });
 
 Deno.test("what cannot work is a TypeError naming it and what to pass, before any file is touched", async () => {
