@@ -211,7 +211,14 @@ export async function tee(
       fail(selves.full[0].name, sameFileText);
       return Exit.failed;
     }
-    const run = await copy(outputs.filter((x) => !selves.empty.includes(x)), mode, {
+    const live = outputs.filter((x) => !selves.empty.includes(x));
+    if (stdoutClosed && live.length === 0) {
+      // GNU reads once, then fails writing the closed stdout; an empty stdin is exit 0.
+      // fanout() with no output would not read stdin at all.
+      if (await stdinHasData(interrupt.signal)) failClosed("standard output");
+      return code;
+    }
+    const run = await copy(live, mode, {
       algorithm,
       how,
       fail,
@@ -316,6 +323,30 @@ async function copy(
     if (e instanceof OnecopyError) o.fail("read error", e);
     else o.fail(undefined, e);
     return { sigpipe: false };
+  }
+}
+
+/**
+ * Whether stdin gives a byte before its end, as GNU tee's first read() tells
+ * it (that read consumes up to a buffer, as this one does). A SIGINT while it
+ * waits is an AbortError.
+ */
+async function stdinHasData(signal?: AbortSignal): Promise<boolean> {
+  const read = Deno.stdin.read(new Uint8Array(64 * 1024)).then(
+    (n) => n !== null && n > 0,
+    () => true,
+  );
+  if (!signal) return await read;
+  signal.throwIfAborted();
+  let onAbort = () => {};
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([read, aborted]);
+  } finally {
+    signal.removeEventListener("abort", onAbort);
   }
 }
 

@@ -631,6 +631,14 @@ Deno.test("tee: output errors, --output-error=warn/exit, /dev/full (coreutils, u
       },
     },
     {
+      name: "we-closed-empty: tee </dev/null >&- has nothing to write: exit 0, as GNU",
+      line: "sh -c 'onecopy tee < /dev/null 2> empty.err >&-'",
+      check: (r, file) => {
+        assert.equal(r.code, 0);
+        assert.equal(file("empty.err"), "");
+      },
+    },
+    {
       name: "we-pipe: tee </dev/zero | : ends quietly",
       line: "timeout 10 sh -c 'onecopy tee < /dev/zero 2> pipe.err | :'",
       check: (r, file) => (assert.equal(r.code, 0), assert.equal(file("pipe.err"), "")),
