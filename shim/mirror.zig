@@ -887,28 +887,10 @@ fn flowStep(L: *Loop, st: *State, c: *Conn, f: *Flow, progress: *bool, moved: *u
     }
     for (0..max_eps) |i| {
         if (!hasSink(f, i)) continue;
-        const e = &c.ep[i];
-        if (e.state != .open or e.wr_shut) continue;
-        while (e.writable and e.done < f.tail) {
-            const off = e.done & (f.cap - 1);
-            const len: usize = @intCast(@min(f.tail - e.done, f.cap - off));
-            const r = sys.write(e.fd, @ptrFromInt(f.buf + off), len);
-            if (r > 0) {
-                e.done += @intCast(r);
-                if (i == client) L.state.bytes_out += @intCast(r);
-                progress.* = true;
-            } else if (sys.is(r, .AGAIN) or r == 0) {
-                e.writable = false;
-            } else {
-                epFailed(L, c, i, sys.errno(r));
-                progress.* = true;
-                break;
-            }
-        }
-        if (e.state == .open and f.eof and e.done == f.tail and !e.wr_shut) shutWrite(e, progress);
+        writeSink(L, c, f, i, progress);
     }
     // After the writes: the primary's progress is what a shadow falls behind.
-    dropLagging(L, c, f);
+    dropLagging(L, c, f, progress);
     captureStep(c, f);
     // A bulk flow under auto switches; one the shadows kept copying (either
     // method) is looked at again, which is cheap until that set of shadows changes.
@@ -957,8 +939,14 @@ fn spliceStep(L: *Loop, c: *Conn, f: *Flow, progress: *bool, moved: *u64) void {
         const sh = &c.ep[i];
         if (!alive(sh) or sh.fed == f.tail) continue;
         const need = f.tail - sh.fed;
-        const queued = sys.ioctl_int(sh.pipe_w, sys.FIONREAD);
-        const room = if (queued < 0) 0 else sh.pipe_cap -| @as(u64, @intCast(queued));
+        var room = pipeRoom(sh);
+        if (room < need and sh.state == .open and !sh.writable) {
+            // Its EAGAIN may be stale (no EPOLLOUT dispatched yet): empty its pipe once more.
+            sh.writable = true;
+            spliceShadowOut(L, c, i, progress);
+            if (!alive(sh)) continue;
+            room = pipeRoom(sh);
+        }
         const r = if (room >= need) sys.tee(f.pipe_r, sh.pipe_w, @intCast(need), sys.SPLICE_F_NONBLOCK) else 0;
         if (r > 0 and r == need) {
             sh.fed = f.tail;
@@ -983,20 +971,32 @@ fn spliceStep(L: *Loop, c: *Conn, f: *Flow, progress: *bool, moved: *u64) void {
         if (!hasSink(f, i)) continue;
         const sh = &c.ep[i];
         if (sh.state != .open) continue;
-        if (isShadow(i) and sh.writable and sh.done < sh.fed) {
-            const r = sys.splice(sh.pipe_r, sh.fd, @intCast(sh.fed - sh.done), flags);
-            if (r > 0) {
-                sh.done += @intCast(r);
-                progress.* = true;
-            } else if (sys.is(r, .AGAIN) or r == 0) {
-                sh.writable = false;
-            } else {
-                epFailed(L, c, i, sys.errno(r));
-                continue;
-            }
+        if (isShadow(i)) {
+            spliceShadowOut(L, c, i, progress);
+            if (sh.state != .open) continue;
         }
-        if (sh.state == .open and f.eof and sh.done == f.tail and !sh.wr_shut) shutWrite(sh, progress);
+        if (f.eof and sh.done == f.tail and !sh.wr_shut) shutWrite(sh, progress);
     }
+}
+
+/// What shadow `sh`'s pipe can take now (0 if FIONREAD fails).
+fn pipeRoom(sh: *const Endpoint) u64 {
+    const queued = sys.ioctl_int(sh.pipe_w, sys.FIONREAD);
+    return if (queued < 0) 0 else sh.pipe_cap -| @as(u64, @intCast(queued));
+}
+
+/// Splices what shadow `i`'s pipe holds to its socket, once, if it is writable.
+fn spliceShadowOut(L: *Loop, c: *Conn, i: usize, progress: *bool) void {
+    const sh = &c.ep[i];
+    if (sh.state != .open or !sh.writable or sh.done >= sh.fed) return;
+    const flags = sys.SPLICE_F_MOVE | sys.SPLICE_F_NONBLOCK;
+    const r = sys.splice(sh.pipe_r, sh.fd, @intCast(sh.fed - sh.done), flags);
+    if (r > 0) {
+        sh.done += @intCast(r);
+        progress.* = true;
+    } else if (sys.is(r, .AGAIN) or r == 0) {
+        sh.writable = false;
+    } else epFailed(L, c, i, sys.errno(r));
 }
 
 /// How far shadow `e` is behind: the bytes kept for it alone, which the
@@ -1014,7 +1014,12 @@ fn shadowLag(c: *const Conn, f: *const Flow, e: *const Endpoint) u64 {
 /// shadow cannot mistake a cut stream for a complete one. The ring holds a
 /// dropped shadow's bytes no longer: what it keeps is bounded by the
 /// primary's window plus max_lag (`ensureRoom`).
-fn dropLagging(L: *Loop, c: *Conn, f: *const Flow) void {
+///
+/// Its `writable` can be stale: an EAGAIN seen before its peer read, whose
+/// EPOLLOUT this batch has not dispatched yet, while the primary ran ahead
+/// (seen on a healthy shadow with an empty send queue). So before the drop
+/// the shadow is written once more; only what it still cannot take is lag.
+fn dropLagging(L: *Loop, c: *Conn, f: *const Flow, progress: *bool) void {
     switch (L.config.on_lag) {
         .block => return,
         .disconnect => {},
@@ -1022,8 +1027,37 @@ fn dropLagging(L: *Loop, c: *Conn, f: *const Flow) void {
     for (first_shadow..max_eps) |i| {
         if (!hasSink(f, i)) continue;
         const e = &c.ep[i];
+        if (!alive(e) or shadowLag(c, f, e) <= L.config.max_lag) continue;
+        if (e.state == .open and !e.writable) {
+            e.writable = true;
+            writeSink(L, c, f, i, progress);
+        }
         if (alive(e) and shadowLag(c, f, e) > L.config.max_lag) closeEp(L, c, i, .lagged_out, 0, true);
     }
+}
+
+/// Writes sink `i` from the ring while it takes bytes; shuts its write side
+/// once it has the whole of an ended flow.
+fn writeSink(L: *Loop, c: *Conn, f: *const Flow, i: usize, progress: *bool) void {
+    const e = &c.ep[i];
+    if (e.state != .open or e.wr_shut) return;
+    while (e.writable and e.done < f.tail) {
+        const off = e.done & (f.cap - 1);
+        const len: usize = @intCast(@min(f.tail - e.done, f.cap - off));
+        const r = sys.write(e.fd, @ptrFromInt(f.buf + off), len);
+        if (r > 0) {
+            e.done += @intCast(r);
+            if (i == client) L.state.bytes_out += @intCast(r);
+            progress.* = true;
+        } else if (sys.is(r, .AGAIN) or r == 0) {
+            e.writable = false;
+        } else {
+            epFailed(L, c, i, sys.errno(r));
+            progress.* = true;
+            return;
+        }
+    }
+    if (e.state == .open and f.eof and e.done == f.tail and !e.wr_shut) shutWrite(e, progress);
 }
 
 /// Writes the ring to the capture file (a regular file: it never says EAGAIN).
@@ -1698,34 +1732,79 @@ test "the primary bounds the read window; a shadow does not, unless on_lag is bl
 test "a shadow past max_lag is dropped under disconnect, kept under block" {
     var L = testLoop();
     var c = Conn{};
+    var progress = false;
     c.ep[primary] = .{ .state = .open };
     c.ep[first_shadow] = .{ .state = .connecting };
     c.flows[0].sinks = (1 << primary) | (1 << first_shadow);
     c.flows[0].tail = 1 << 20;
     // The client ran far ahead, but of the primary too: the shadow is not behind it.
-    dropLagging(&L, &c, &c.flows[0]);
+    dropLagging(&L, &c, &c.flows[0], &progress);
     try testing.expectEqual(EpState.connecting, c.ep[first_shadow].state);
     c.ep[primary].done = 4096;
-    dropLagging(&L, &c, &c.flows[0]);
+    dropLagging(&L, &c, &c.flows[0], &progress);
     try testing.expectEqual(EpState.connecting, c.ep[first_shadow].state);
     c.ep[primary].done = 4097; // one byte more than max_lag kept for the shadow alone
     L.config.on_lag = .block;
-    dropLagging(&L, &c, &c.flows[0]);
+    dropLagging(&L, &c, &c.flows[0], &progress);
     try testing.expectEqual(EpState.connecting, c.ep[first_shadow].state);
     L.config.on_lag = .disconnect;
-    dropLagging(&L, &c, &c.flows[0]);
+    dropLagging(&L, &c, &c.flows[0], &progress);
     try testing.expectEqual(EpState.closed, c.ep[first_shadow].state);
     try testing.expectEqual(Outcome.lagged_out, c.ep[first_shadow].outcome);
     try testing.expectEqual(@as(u64, 1), L.state.shadow_dropped);
     // Without a live primary, every byte read and not taken counts.
     c.ep[primary].state = .closed;
-    c.ep[first_shadow + 1] = .{ .state = .open, .done = (1 << 20) - 4096 };
+    // (writable: just written, and it took no more; a stale flag is the next test's.)
+    c.ep[first_shadow + 1] = .{ .state = .open, .writable = true, .done = (1 << 20) - 4096 };
     c.flows[0].sinks |= 1 << (first_shadow + 1);
-    dropLagging(&L, &c, &c.flows[0]);
+    dropLagging(&L, &c, &c.flows[0], &progress);
     try testing.expectEqual(EpState.open, c.ep[first_shadow + 1].state);
     c.ep[first_shadow + 1].done -= 1;
-    dropLagging(&L, &c, &c.flows[0]);
+    dropLagging(&L, &c, &c.flows[0], &progress);
     try testing.expectEqual(EpState.closed, c.ep[first_shadow + 1].state);
+}
+
+test "a shadow with a stale EAGAIN is written once more before it counts as lagging; a full one is dropped" {
+    for ([_]bool{ false, true }) |full| {
+        var L = testLoop();
+        var st = testState();
+        var c = Conn{};
+        const cl = socketPair();
+        const pr = socketPair();
+        const sh = socketPair();
+        defer closeAllFds(&.{ cl[0], cl[1], pr[0], pr[1], sh[0], sh[1] });
+        // The shadow said EAGAIN once and its EPOLLOUT has not come yet: writable is false.
+        c.ep[client] = .{ .fd = cl[0], .state = .open, .readable = true, .writable = true };
+        c.ep[primary] = .{ .fd = pr[0], .state = .open, .writable = true };
+        c.ep[first_shadow] = .{ .fd = sh[0], .state = .open, .writable = false };
+        var junk: [4096]u8 = undefined;
+        @memset(&junk, 'x');
+        if (full) while (sys.write(sh[0], &junk, junk.len) > 0) {};
+        const f = &c.flows[0];
+        f.sinks = (1 << primary) | (1 << first_shadow);
+        var data: [16384]u8 = undefined;
+        for (&data, 0..) |*b, k| b.* = @truncate(k);
+        try testing.expectEqual(@as(isize, data.len), sys.write(cl[1], &data, data.len));
+        var progress = true;
+        var moved: u64 = 0;
+        while (progress) {
+            progress = false;
+            flowStep(&L, &st, &c, f, &progress, &moved);
+            assertFlow(&c, f);
+        }
+        try testing.expectEqual(@as(u64, data.len), c.ep[primary].done);
+        if (full) {
+            try testing.expectEqual(Outcome.lagged_out, c.ep[first_shadow].outcome);
+        } else {
+            try testing.expectEqual(EpState.open, c.ep[first_shadow].state);
+            try testing.expectEqual(@as(u64, data.len), c.ep[first_shadow].done);
+            var got: [16384]u8 = undefined;
+            try testing.expectEqual(@as(isize, got.len), sys.read(sh[1], &got, got.len));
+            try testing.expectEqualSlices(u8, &data, &got);
+        }
+        releaseIfEmpty(&L, &st, &c, f);
+        freePool(&L, &st);
+    }
 }
 
 test "the ring grows keeping its bytes at their positions, and is released when empty" {
@@ -1889,6 +1968,62 @@ test "the splice path: one round tee()d to the shadow's pipe, spliced to the pri
         try testing.expectEqualStrings("hello", buf[0..5]);
         try testing.expectEqual(@as(isize, 0), sys.read(fd, &buf, buf.len));
     }
+}
+
+test "the splice path: a shadow with a stale EAGAIN has its pipe emptied once more before it is dropped" {
+    var L = testLoop();
+    L.config.method = .splice;
+    L.config.window_max = 4096;
+    var st = testState();
+    var c = Conn{};
+    const cl = socketPair();
+    const pr = socketPair();
+    const sh = socketPair();
+    defer closeAllFds(&.{ cl[0], cl[1], pr[0], pr[1], sh[0], sh[1] });
+    c.ep[client] = .{ .fd = cl[0], .state = .open, .readable = true, .writable = true };
+    c.ep[primary] = .{ .fd = pr[0], .state = .open, .writable = true };
+    // EAGAIN once, EPOLLOUT not dispatched yet (a test has no epoll): writable stays false.
+    c.ep[first_shadow] = .{ .fd = sh[0], .state = .open, .writable = false };
+    const f = &c.flows[0];
+    f.sinks = (1 << primary) | (1 << first_shadow);
+    trySplice(&L, &st, &c, f);
+    defer closePipes(&c);
+    try testing.expect(f.spliced);
+    // Twice the shadow's pipe (64 KiB), less than its socket takes.
+    const total: usize = 128 * 1024;
+    var chunk: [4096]u8 = undefined;
+    @memset(&chunk, 'm');
+    var sent: usize = 0;
+    var got_primary: usize = 0;
+    while (sent < total) {
+        try testing.expectEqual(@as(isize, chunk.len), sys.write(cl[1], &chunk, chunk.len));
+        sent += chunk.len;
+        c.ep[client].readable = true; // what EPOLLIN would say
+        var progress = true;
+        var moved: u64 = 0;
+        while (progress) {
+            progress = false;
+            spliceStep(&L, &c, f, &progress, &moved);
+            assertFlow(&c, f);
+        }
+        var buf: [8192]u8 = undefined;
+        while (true) {
+            const r = sys.read(pr[1], &buf, buf.len);
+            if (r <= 0) break;
+            got_primary += @intCast(r);
+        }
+    }
+    try testing.expectEqual(total, got_primary);
+    try testing.expectEqual(EpState.open, c.ep[first_shadow].state);
+    try testing.expectEqual(@as(u64, total), c.ep[first_shadow].done);
+    var got_shadow: usize = 0;
+    var buf: [8192]u8 = undefined;
+    while (true) {
+        const r = sys.read(sh[1], &buf, buf.len);
+        if (r <= 0) break;
+        got_shadow += @intCast(r);
+    }
+    try testing.expectEqual(total, got_shadow);
 }
 
 test "a shadowed flow under block never splices (a short tee could not wait), whatever the method" {
