@@ -10,11 +10,18 @@
 
 import { Exit, help, UsageError, version } from "./usage.ts";
 import { sigpipeStatus, tee } from "./tee.ts";
-import { dieOfSigpipe } from "../lib/internal.ts";
 import { send } from "./send.ts";
 import { recv } from "./recv.ts";
 import { mirrorCommand } from "./mirror.ts";
-import { ignoreSignal, loadShim, PermissionError, SIGXFSZ } from "../lib/internal.ts";
+import {
+  dieOfSignal,
+  dieOfSigpipe,
+  ignoreSignal,
+  loadShim,
+  PermissionError,
+  SIGINT,
+  SIGXFSZ,
+} from "../lib/internal.ts";
 import { checkEncoding, isAbort } from "./common.ts";
 import { oneLine, quote } from "./quote.ts";
 
@@ -79,6 +86,9 @@ export async function main(args: string[]): Promise<number> {
   return checkStdout(code, args[0]);
 }
 
+/** Set when a command ended because SIGINT aborted it (not mirror's drain, not -i). */
+let interruptedBySigint = false;
+
 async function run(args: string[]): Promise<number> {
   const [command, ...rest] = args;
   try {
@@ -115,7 +125,10 @@ async function run(args: string[]): Promise<number> {
       // GNU tee's usage errors exit 1; a drop-in must too. The other commands keep 2.
       return command === "tee" ? Exit.failed : Exit.usage;
     }
-    if (isAbort(e)) return Exit.interrupted;
+    if (isAbort(e)) {
+      interruptedBySigint = true;
+      return Exit.interrupted;
+    }
     if (e instanceof PermissionError) err(oneLine(e.message)); // it starts with "onecopy needs"
     else err(`onecopy: ${oneLine(e instanceof Error ? e.message : String(e))}`);
     return Exit.failed;
@@ -126,5 +139,7 @@ if (import.meta.main) {
   const code = await main(Deno.args);
   // As GNU tee: a broken pipe is a death by SIGPIPE (the exit status is the fallback).
   if (code === sigpipeStatus) dieOfSigpipe();
+  // As a C tool after Ctrl-C: a death by SIGINT, so that the shell script running it stops too.
+  if (code === Exit.interrupted && interruptedBySigint) dieOfSignal(SIGINT);
   Deno.exit(code);
 }

@@ -37,7 +37,9 @@ tee, where as in GNU tee it is a file named '-').
 
 Exit codes: 0 success; 1 a destination or the source failed (the others still
 got every byte); 2 usage error (1 for tee, as GNU tee); 130 interrupted
-(SIGINT); 141 tee only: an output pipe lost its reader (as SIGPIPE would).
+(SIGINT: tee, send and recv clean up, then die of it, as C tools do, so that
+a script running them stops too); 141 tee only: an output pipe lost its
+reader (as SIGPIPE would).
 mirror exits 0 after SIGINT/SIGTERM has drained it, 130 if a second signal cut
 the drain short.
 
@@ -78,7 +80,8 @@ onecopy send - --to tcp://HOST:PORT --to FILE. When stdin is a pipe its bytes
 are tee(2)'d to every output, with no copy in user space.
 
 Exit status: 0 success; 1 an output or the input failed, or a usage error;
-141 an output pipe lost its reader (without -p); 130 interrupted.`,
+141 an output pipe lost its reader (without -p); 130 interrupted (a death by
+SIGINT, as GNU tee's).`,
 
   send: `Usage: onecopy send FILE|- --to DEST [--to DEST...] [OPTIONS]
 

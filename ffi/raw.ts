@@ -407,6 +407,22 @@ export function dieOfSigpipe(): void {
   close(w);
 }
 
+export const SIGINT = 2;
+
+/**
+ * Ends the process by `signo` (SIGINT after Ctrl-C), as a C program with the
+ * default action is ended: the parent sees WIFSIGNALED, so a shell script
+ * stops too, where an exit status of 130 would let it go on. The handler
+ * Deno installed is replaced by the default action first. Returns only if
+ * the signal did not end the process (blocked, or kill refused).
+ */
+export function dieOfSignal(signo: number): void {
+  try {
+    restoreSignal(signo, new Uint8Array(32));
+    shim().oc_kill_self(signo);
+  } catch { /* no shim or no sigaction: the caller exits with its status */ }
+}
+
 /** What statx(2) tells about an fd or a path. */
 export interface Stat {
   type: FileType;

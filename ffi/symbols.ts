@@ -81,6 +81,8 @@ export const symbols = {
   oc_eventfd: { parameters: ["u32", "u32"], result: "isize" },
   /** ssize_t oc_sigaction(unsigned signo, const struct k_sigaction *act, struct k_sigaction *old); */
   oc_sigaction: { parameters: ["u32", "buffer", "buffer"], result: "isize" },
+  /** ssize_t oc_kill_self(unsigned signo); kill(getpid(), signo) */
+  oc_kill_self: { parameters: ["u32"], result: "isize" },
   /** ssize_t oc_same_description(int fd1, int fd2); kcmp(KCMP_FILE): 1 shared, 0 not */
   oc_same_description: { parameters: [fd, fd], result: "isize" },
   /** ssize_t oc_statx(int dirfd, const char *path, unsigned flags, unsigned mask, struct statx *buf); */
@@ -145,7 +147,7 @@ export const boundLater = {
     "oc_mirror_release",
     "oc_raise_nofile",
   ],
-  rare: ["oc_layout", "oc_same_description"],
+  rare: ["oc_layout", "oc_same_description", "oc_kill_self"],
 } as const satisfies Record<string, readonly (keyof typeof symbols)[]>;
 
 /** The loaded library's symbols, typed. */

@@ -10,12 +10,14 @@ export { describeFailure } from "./fanout.ts";
 export { parseTarget, type Target } from "./addr.ts";
 export { errnoText, hasCode, printable } from "../ffi/errors.ts";
 export {
+  dieOfSignal,
   dieOfSigpipe,
   F_GETFL,
   fcntl,
   ignoreSignal,
   loadShim,
   O_RDWR,
+  SIGINT,
   SIGXFSZ,
   statx,
 } from "../ffi/raw.ts";

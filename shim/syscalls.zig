@@ -109,3 +109,9 @@ pub export fn oc_statx(dirfd: i32, path: [*:0]const u8, flags: u32, mask: u32, b
 pub export fn oc_sigaction(signo: u32, act: ?*const [32]u8, old: ?*[32]u8) isize {
     return sys.call(.rt_sigaction, .{ signo, @intFromPtr(act), @intFromPtr(old), sys.sigset_bytes });
 }
+/// Sends `signo` to this process (kill(getpid(), signo)): with its default
+/// action put back, the way to end as a C program killed by it would.
+pub export fn oc_kill_self(signo: u32) isize {
+    const pid: usize = @intCast(std.os.linux.getpid());
+    return sys.call(.kill, .{ pid, signo });
+}

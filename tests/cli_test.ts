@@ -181,7 +181,7 @@ Deno.test("--help, CMD --help and --version", async () => {
   assert.equal((await sh("onecopy")).code, 2);
 });
 
-Deno.test("SIGINT: exit 130, nothing left behind", async () => {
+Deno.test("SIGINT: a death by SIGINT (a shell sees 130 and stops its script), nothing left behind", async () => {
   const child = new Deno.Command(deno, {
     args: ["run", "-A", main, "tee"],
     stdin: "piped",
@@ -199,6 +199,39 @@ Deno.test("SIGINT: exit 130, nothing left behind", async () => {
   await child.stderr.cancel();
   await writer.close().catch(() => {});
   assert.equal(status.code, 130);
+  assert.equal(
+    status.signal,
+    "SIGINT",
+    "not killed by the signal: a script running it would go on",
+  );
+});
+
+Deno.test("Ctrl-C in a script: tee dies of SIGINT, so bash stops the script (as with GNU tee)", async () => {
+  // bash waits for its foreground job; if that died of SIGINT it stops too,
+  // if it merely exited 130 it runs the next line.
+  const script = `
+import os, pty, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp("bash", ["bash", "-c", sys.argv[1] + "; echo AFTER"])
+time.sleep(2)
+os.write(fd, b"\x03")
+out = b""
+while True:
+    try:
+        d = os.read(fd, 4096)
+    except OSError:
+        break
+    if not d:
+        break
+    out += d
+_, st = os.waitpid(pid, 0)
+print("AFTER" in out.decode(errors="replace"), os.WIFSIGNALED(st) and os.WTERMSIG(st))
+`;
+  const line = `sleep 30 | '${deno}' run -A '${main}' tee`;
+  const out = await new Deno.Command("python3", { args: ["-c", script, line], stdout: "piped" })
+    .output();
+  assert.equal(new TextDecoder().decode(out.stdout).trim(), "False 2");
 });
 
 Deno.test("recv --connections 300: a sender opening all 300 at once loses none (the backlog holds them)", async () => {

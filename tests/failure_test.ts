@@ -695,5 +695,5 @@ yes.kill()
     stdout: "piped",
   }).output();
   const [code, ms] = new TextDecoder().decode(out.stdout).trim().split(" ");
-  assert.equal(code, "130", `tee did not end by SIGINT: ${code} ${ms ?? ""}`);
+  assert.equal(code, "-2", `tee did not die of SIGINT: ${code} ${ms ?? ""}`);
 });
