@@ -108,7 +108,7 @@ const closedFdText = "Bad file descriptor";
  * two apart (same flags in /proc/self/fdinfo; kcmp cannot either), and
  * without the check `tee </dev/zero >&-` would run forever (README).
  */
-export function wasClosed(fd: 0 | 1): boolean {
+export function wasClosed(fd: 0 | 1 | 2): boolean {
   try {
     if ((fcntl(fd, F_GETFL) & 3) !== O_RDWR) return false;
     return Deno.readLinkSync(`/proc/self/fd/${fd}`) === "/dev/null";
@@ -147,7 +147,30 @@ function policy(mode: Mode, error: unknown) {
  * no reader yet is waited for without blocking: SIGINT still ends it.
  */
 async function openOutput(name: string, append: boolean, signal?: AbortSignal): Promise<Fd> {
+  if (namesClosedStdio(name)) throw new Error("No such file or directory"); // GNU's open: ENOENT
   return await createWriter(name === "-" ? "./-" : name, { append, signal });
+}
+
+/** /dev/fd/N, /proc/self/fd/N or /proc/PID/fd/N for our own pid, N a stdio fd. */
+const stdioFdPath = /^\/(?:dev\/fd|proc\/(?:self|thread-self|(\d+))\/fd)\/([012])$/;
+
+/**
+ * Whether `path` leads (through symlinks: /dev/stdout → /proc/self/fd/1) to a
+ * stdio fd that was closed at start. GNU's open() of it fails with ENOENT;
+ * ours would open the /dev/null Deno put there.
+ */
+function namesClosedStdio(path: string): boolean {
+  try {
+    for (let hop = 0, p = path; hop < 8; hop++) {
+      const m = stdioFdPath.exec(p);
+      if (m && (m[1] === undefined || Number(m[1]) === Deno.pid)) {
+        return wasClosed(Number(m[2]) as 0 | 1 | 2);
+      }
+      const next = Deno.readLinkSync(p);
+      p = next.startsWith("/") ? next : `${p.slice(0, p.lastIndexOf("/") + 1)}${next}`;
+    }
+  } catch { /* not a symlink (or none left to follow): an ordinary path */ }
+  return false;
 }
 
 /** Runs `onecopy tee`; returns the exit code. */
@@ -162,6 +185,10 @@ export async function tee(
     stopAtPositional: posixlyCorrect(),
     options,
   });
+  if ((values.help || values.version) && wasClosed(1)) {
+    err(`onecopy: write error: ${closedFdText}`); // GNU's close_stdout: EBADF, exit 1
+    return Exit.failed;
+  }
   if (values.help) {
     out(help.tee);
     return Exit.ok;
@@ -201,10 +228,6 @@ export async function tee(
       failClosed("standard input");
       return Exit.failed;
     }
-    if (stdoutClosed && mode.startsWith("exit")) {
-      failClosed("standard output");
-      return Exit.failed;
-    }
     const selves = selfOutputs(outputs);
     if (mode.startsWith("exit") && selves.full.length) {
       // Refused below (by the library): with exit, that failure ends tee before any byte.
@@ -212,18 +235,28 @@ export async function tee(
       return Exit.failed;
     }
     const live = outputs.filter((x) => !selves.empty.includes(x));
-    if (stdoutClosed && live.length === 0) {
-      // GNU reads once, then fails writing the closed stdout; an empty stdin is exit 0.
-      // fanout() with no output would not read stdin at all.
-      if (await stdinHasData(interrupt.signal)) failClosed("standard output");
+    if (stdoutClosed && (live.length === 0 || mode.startsWith("exit"))) {
+      // GNU reads once, then fails writing the closed stdout (its first
+      // output), which under --output-error=exit ends it; an empty stdin is
+      // exit 0. fanout() with no output would not read stdin at all.
+      const first = await firstRead(interrupt.signal);
+      if (first instanceof Error) fail("read error", first);
+      else if (first) failClosed("standard output");
       return code;
     }
+    // With files to write, GNU says it at its first write: as soon as bytes move.
+    let closedSaid = !stdoutClosed;
+    const sayClosed = () => {
+      if (!closedSaid) failClosed("standard output");
+      closedSaid = true;
+    };
     const run = await copy(live, mode, {
       algorithm,
       how,
       fail,
       interrupt,
       progress: values.progress,
+      onFirstBytes: closedSaid ? undefined : sayClosed,
     });
     if (run.sigpipe) return sigpipeStatus;
     if (run.report === undefined) return Exit.failed;
@@ -231,7 +264,7 @@ export async function tee(
       for (const { name } of selves.empty) fail(name, sameFileText);
     }
     // GNU fails at its first write to the closed stdout: only when there was a byte to write.
-    if (stdoutClosed && run.report.bytes > 0) failClosed("standard output");
+    if (run.report.bytes > 0) sayClosed();
     if (run.report.checksum && !run.report.error) err(checksumLine(run.report.checksum.hex, "-"));
     if (values.json) err(jsonReport(run.report));
     return code;
@@ -276,6 +309,8 @@ async function copy(
     fail: (name: string | undefined, e: unknown, label?: string) => void;
     interrupt: { signal?: AbortSignal };
     progress?: boolean;
+    /** Called once, when the first bytes have moved. */
+    onFirstBytes?: () => void;
   },
 ): Promise<{ report?: FanoutReport; sigpipe: boolean }> {
   const stdin = Fd.stdin();
@@ -295,12 +330,20 @@ async function copy(
     stopped ||= p.stop;
     return p.stop;
   };
+  let firstBytes = o.onFirstBytes;
+  const onProgress = (n: number) => {
+    if (n > 0 && firstBytes) {
+      firstBytes();
+      firstBytes = undefined;
+    }
+    if (progress?.visible) progress.update(n);
+  };
   try {
     const report = await reportOf(fanout(stdin, outputs.map((x) => x.fd), {
       checksum: o.algorithm,
       method: o.how,
       signal: interrupt.signal,
-      onProgress: progress?.visible ? (n) => progress.update(n) : undefined,
+      onProgress: progress?.visible || o.onFirstBytes ? onProgress : undefined,
       // As GNU 9.2: in the -nopipe modes, a lost reader is noticed while stdin is idle.
       watchReaders: mode.endsWith("-nopipe"),
       onDestinationError: (target, e) => onFailure(target, e) ? "stop" : "continue",
@@ -326,15 +369,19 @@ async function copy(
   }
 }
 
+/** GNU tee's buffer (BUFSIZ): what its first read() takes from a shared stdin. */
+const gnuBuffer = 8192;
+
 /**
- * Whether stdin gives a byte before its end, as GNU tee's first read() tells
- * it (that read consumes up to a buffer, as this one does). A SIGINT while it
- * waits is an AbortError.
+ * GNU tee's first read(): true if stdin gave bytes (up to `gnuBuffer` are
+ * consumed, as there), false at its end, or the read's error. A SIGINT while
+ * it waits is an AbortError.
  */
-async function stdinHasData(signal?: AbortSignal): Promise<boolean> {
-  const read = Deno.stdin.read(new Uint8Array(64 * 1024)).then(
+async function firstRead(signal?: AbortSignal): Promise<boolean | Error> {
+  const read = Deno.stdin.read(new Uint8Array(gnuBuffer)).then(
     (n) => n !== null && n > 0,
-    () => true,
+    (e) =>
+      new Error((e instanceof Error ? e.message : String(e)).replace(/ \(os error \d+\)$/, "")),
   );
   if (!signal) return await read;
   signal.throwIfAborted();

@@ -631,6 +631,63 @@ Deno.test("tee: output errors, --output-error=warn/exit, /dev/full (coreutils, u
       },
     },
     {
+      name:
+        "closed-exit-empty: --output-error=exit, stdout closed, empty stdin: exit 0 (GNU reads first)",
+      line: "sh -c ': | onecopy tee --output-error=exit 2> ee.err >&-'",
+      check: (r, file) => {
+        assert.equal(r.code, 0);
+        assert.equal(file("ee.err"), "");
+      },
+    },
+    {
+      name: "closed-first-read: stdout closed, the first read takes GNU's 8 KiB of a shared stdin",
+      line: "seq 30000 > seqf; { onecopy tee 2> fr.err >&-; cat; } < seqf | wc -c",
+      check: (r, file) => {
+        assert.equal(r.out.trim(), String(168894 - 8192));
+        assert.equal(file("fr.err").split("\n").length - 1, 1);
+      },
+    },
+    {
+      name: "closed-read-error: stdout closed, stdin a directory: the read error, not EBADF",
+      line: "onecopy tee < / >&-",
+      check: (r) => {
+        assert.equal(r.code, 1);
+        assert.match(r.err, /^onecopy: read error: /);
+        assert.equal(r.err.split("\n").length - 1, 1);
+      },
+    },
+    {
+      name:
+        "closed-help: --help and --version into a closed stdout: write error, exit 1 (close_stdout)",
+      line: "onecopy tee --help >&- 2> h.err; echo $?; onecopy tee --version >&-",
+      check: (r, file) => {
+        assert.equal(r.out, "1\n");
+        assert.equal(r.code, 1);
+        assert.match(file("h.err"), /write error: Bad file descriptor/);
+      },
+    },
+    {
+      name:
+        "closed-dev-stdout: /dev/stdout, /dev/fd/1 of a closed stdout do not open (ENOENT, as GNU)",
+      line: "echo hi | onecopy tee /dev/stdout /dev/fd/1 >&-",
+      check: (r) => {
+        assert.equal(r.code, 1);
+        assert.equal(r.err.split("\n").length - 1, 3, r.err);
+        assert.match(r.err, /\/dev\/stdout: No such file or directory/);
+      },
+    },
+    {
+      name:
+        "closed-then-sigint: stdout closed, files written, SIGINT: EBADF was said at the first write",
+      line:
+        "(echo y; sleep 6) | timeout --preserve-status -s INT 3 onecopy tee f1 2> si.err >&-; echo $?",
+      check: (r, file) => {
+        assert.equal(r.out, "130\n");
+        assert.match(file("si.err"), /^onecopy: standard output: Bad file descriptor\n$/);
+        assert.equal(file("f1"), "y\n");
+      },
+    },
+    {
       name: "we-closed-empty: tee </dev/null >&- has nothing to write: exit 0, as GNU",
       line: "sh -c 'onecopy tee < /dev/null 2> empty.err >&-'",
       check: (r, file) => {
