@@ -19,6 +19,7 @@ import {
   F_GETFL,
   fcntl,
   hasCode,
+  hungUpTerminal,
   O_RDWR,
   printable,
   statx,
@@ -358,6 +359,8 @@ async function copy(
       onFailure(d.target, d.error);
     }
     if (report.error) o.fail("read error", report.error); // stdin failed part way
+    // GNU, blocked in read() when its terminal hangs up, gets EIO; our read after poll() sees 0.
+    else if (hungUpTerminal(0)) o.fail("read error", "Input/output error");
     return { report, sigpipe };
   } catch (e) {
     if (isAbort(e)) throw e;

@@ -109,6 +109,20 @@ function isTerminal(major: number): boolean {
 }
 
 /**
+ * Whether `fd` is a terminal that has hung up (its other side closed: poll
+ * says POLLHUP). A read() then returns 0, as at a ^D, which does not hang up.
+ */
+export function hungUpTerminal(fd: number): boolean {
+  try {
+    const st = raw.statx(fd);
+    if (st.type !== "char" || !isTerminal(st.rdevMajor)) return false;
+    return (raw.poll([{ fd, events: raw.POLLIN }], 0)[0] & raw.POLLHUP) !== 0;
+  } catch {
+    return false;
+  }
+}
+
+/**
  * A terminal the loop can write without blocking: a write() into a blocking
  * one nobody reads (scroll-lock, ^S) would hold the loop where no abort or
  * SIGINT reaches it. Ours is made non-blocking; a borrowed one (stdout, an

@@ -25,3 +25,4 @@ export { MIRROR_LIMITS, MIRROR_METHODS, ON_LAG, parseBytes } from "./mirror.ts";
 export { raiseFileLimit } from "../ffi/mirror.ts";
 export { PermissionError } from "../ffi/permissions.ts";
 export { createWriter } from "./fd.ts";
+export { hungUpTerminal } from "./endpoints.ts";

@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { type Run, sh, tempDir } from "./helpers.ts";
 
+const cliMain = new URL("../cli/main.ts", import.meta.url).pathname;
 const lines = (text: string) => text.split("\n").filter((l) => l !== "").length;
 /** The terminal escape that starts the progress line's erase-line sequence (no control characters in regex literals). */
 const ESC = "\x1b";
@@ -1060,4 +1061,33 @@ sys.exit(subprocess.run(["onecopy", "tee", "f"], stdin=open(os.devnull, "rb")).r
   const rdwrIn = await sh(`onecopy tee g 0<>/dev/null`, dir.path);
   assert.equal(rdwrIn.code, 1);
   assert.equal(rdwrIn.err, "onecopy: standard input: Bad file descriptor\n");
+});
+
+Deno.test("tee: a terminal on stdin that hangs up is GNU's read error (EIO, exit 1); ^D is a clean end", async () => {
+  using dir = tempDir();
+  const script = `
+import os, pty, subprocess, sys, time
+hang = sys.argv[1] == "hangup"
+m, s = pty.openpty()
+p = subprocess.Popen(sys.argv[2:], stdin=s, stdout=open("out", "w"), stderr=subprocess.PIPE)
+os.close(s)
+time.sleep(1.5)
+os.write(m, b"hello\\n" if hang else b"hello\\n\\x04")
+time.sleep(0.5)
+if hang:
+    os.close(m)
+_, err = p.communicate(timeout=10)
+print(p.returncode, err.decode().strip())
+`;
+  for (const how of ["hangup", "eof"]) {
+    const out = await new Deno.Command("python3", {
+      args: ["-c", script, how, Deno.execPath(), "run", "-A", cliMain, "tee", "copy"],
+      cwd: dir.path,
+      stdout: "piped",
+    }).output();
+    const said = new TextDecoder().decode(out.stdout).trim();
+    if (how === "hangup") assert.equal(said, "1 onecopy: read error: Input/output error");
+    else assert.equal(said, "0");
+    assert.equal(Deno.readTextFileSync(`${dir.path}/copy`), "hello\n", how);
+  }
 });
