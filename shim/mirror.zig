@@ -1116,8 +1116,11 @@ fn drainShadows(L: *Loop, st: *State, c: *Conn, progress: *bool, moved: *u64) vo
     for (first_shadow..max_eps) |i| {
         const e = &c.ep[i];
         const err = readReplies(st, e, reads_max, progress, moved) orelse continue;
-        // An error after the shadow took its whole stream is no failure of the stream.
-        if (delivered(c, e)) closeEp(L, c, i, .complete, 0, false) else epFailed(L, c, i, err);
+        // A reset means the shadow closed with our bytes unread in its socket
+        // (or they came after it closed): it did not take the stream, even
+        // if all of it was written. Any other error after the whole stream
+        // and our FIN is no failure of the stream.
+        if (delivered(c, e) and err != .CONNRESET) closeEp(L, c, i, .complete, 0, false) else epFailed(L, c, i, err);
         progress.* = true;
     }
 }
@@ -1186,7 +1189,8 @@ fn endLingering(L: *Loop, st: *State, c: *Conn, i: usize) void {
     var ignored = false;
     var ignored_bytes: u64 = 0;
     e.readable = true;
-    if (whole) _ = readReplies(st, e, drain_reads_max, &ignored, &ignored_bytes);
+    const err = if (whole) readReplies(st, e, drain_reads_max, &ignored, &ignored_bytes) else null;
+    if (err == .CONNRESET) return epFailed(L, c, i, .CONNRESET); // it left our bytes unread
     closeEp(L, c, i, if (whole) .complete else .lagged_out, 0, !whole);
 }
 

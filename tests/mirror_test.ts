@@ -292,6 +292,46 @@ for (const method of methods) {
   });
 }
 
+/**
+ * A shadow that accepts one connection, lets the stream arrive unread and
+ * closes after `ms`: its kernel resets the connection (Python: Deno's close
+ * came out as a FIN here).
+ */
+async function unreadShadow(ms: number) {
+  const script = `
+import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(4)
+print(s.getsockname()[1], flush=True)
+c, _ = s.accept(); time.sleep(${ms / 1000}); c.close()
+time.sleep(30)
+`;
+  const child = new Deno.Command("python3", { args: ["-c", script], stdout: "piped" }).spawn();
+  const [first] = await new Lines(child.stdout).wait(1);
+  return {
+    url: `tcp://127.0.0.1:${Number(first)}`,
+    async [Symbol.asyncDispose]() {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await child.status;
+    },
+  };
+}
+
+for (const method of methods) {
+  Deno.test(`mirror: a shadow that closes with the whole stream unread is reset, not complete (${method})`, async () => {
+    await using primary = await peer("sink");
+    await using unread = await unreadShadow(700); // within the shadows' grace (5 s)
+    await using m = await startMirror({ method, to: primary.url, shadows: [unread.url] });
+    const data = patternBytes(256 * 1024, 4); // fits its socket buffers: all of it is written
+    await exchange(m.server.url, data);
+    const [r] = await m.waitReports(1);
+    assert.equal(r.primary.outcome, "complete");
+    assert.equal(r.shadows[0].bytes, data.length);
+    assert.equal(r.shadows[0].outcome, "reset");
+  });
+}
+
 Deno.test("mirror: a dead primary closes the client at once; the mirror keeps serving", async () => {
   await using primary = await peer("close:1000,echo");
   await using m = await startMirror({ to: primary.url });
