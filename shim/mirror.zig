@@ -761,8 +761,10 @@ fn clientFailed(L: *Loop, c: *Conn, err: E) void {
     c.flows[1].eof = true;
 }
 
-/// The primary is gone: reset the client; shadows still get what was read
-/// (as if the client had ended there).
+/// The primary is gone: reset the client. A shadow whose client stream was
+/// still coming is reset too (`aborted`): a FIN would pass the cut stream
+/// off as whole. One that has the whole stream or is taking the rest of it
+/// goes on to its end.
 fn primaryFailed(L: *Loop, c: *Conn, outcome: Outcome, err: E) void {
     const connecting = c.ep[primary].state == .connecting;
     closeEp(L, c, primary, outcome, errnoValue(err), outcome == .reset);
@@ -773,6 +775,9 @@ fn primaryFailed(L: *Loop, c: *Conn, outcome: Outcome, err: E) void {
         for (first_shadow..max_eps) |i| if (alive(&c.ep[i])) closeEp(L, c, i, .aborted, 0, true);
     } else {
         closeEp(L, c, client, .reset, 0, true);
+        if (!c.flows[0].eof) {
+            for (first_shadow..max_eps) |i| if (alive(&c.ep[i])) closeEp(L, c, i, .aborted, 0, true);
+        }
     }
     c.flows[0].eof = true;
     c.flows[1].eof = true;
@@ -872,10 +877,10 @@ fn flowStep(L: *Loop, st: *State, c: *Conn, f: *Flow, progress: *bool, moved: *u
                 progress.* = true;
             } else if (r == 0) {
                 // After a reset read() may say EOF (the FIN came first); SO_ERROR tells.
+                progress.* = true;
                 if (socketError(s.fd)) |err| return epFailed(L, c, f.src, err);
                 f.eof = true;
                 s.rd_eof = true;
-                progress.* = true;
             } else if (sys.is(r, .AGAIN)) {
                 s.readable = false;
             } else {
@@ -926,13 +931,17 @@ fn spliceStep(L: *Loop, c: *Conn, f: *Flow, progress: *bool, moved: *u64) void {
             if (f.src == client) L.state.bytes_in += @intCast(r);
             progress.* = true;
         } else if (r == 0) {
+            // A failure is progress too: the other flow must be looked at again (its sinks may have ended).
+            progress.* = true;
             if (socketError(s.fd)) |err| return epFailed(L, c, f.src, err);
             f.eof = true;
             s.rd_eof = true;
-            progress.* = true;
         } else if (sys.is(r, .AGAIN)) {
             s.readable = false;
-        } else return epFailed(L, c, f.src, sys.errno(r));
+        } else {
+            progress.* = true;
+            return epFailed(L, c, f.src, sys.errno(r));
+        }
     }
     for (first_shadow..max_eps) |i| {
         if (!hasSink(f, i)) continue;
@@ -965,7 +974,10 @@ fn spliceStep(L: *Loop, c: *Conn, f: *Flow, progress: *bool, moved: *u64) void {
             progress.* = true;
         } else if (sys.is(r, .AGAIN) or r == 0) {
             e.writable = false;
-        } else epFailed(L, c, ess, sys.errno(r));
+        } else {
+            epFailed(L, c, ess, sys.errno(r));
+            progress.* = true;
+        }
     }
     for (0..max_eps) |i| {
         if (!hasSink(f, i)) continue;
@@ -996,7 +1008,10 @@ fn spliceShadowOut(L: *Loop, c: *Conn, i: usize, progress: *bool) void {
         progress.* = true;
     } else if (sys.is(r, .AGAIN) or r == 0) {
         sh.writable = false;
-    } else epFailed(L, c, i, sys.errno(r));
+    } else {
+        epFailed(L, c, i, sys.errno(r));
+        progress.* = true;
+    }
 }
 
 /// How far shadow `e` is behind: the bytes kept for it alone, which the

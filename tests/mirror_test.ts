@@ -332,6 +332,25 @@ for (const method of methods) {
   });
 }
 
+for (const method of methods) {
+  Deno.test(`mirror: a primary that resets mid-upload: the shadow is reset too, never sent a FIN for a cut stream (${method})`, async () => {
+    await using primary = await peer("close:100000");
+    await using shadow = await peer("sink");
+    await using m = await startMirror({ method, to: primary.url, shadows: [shadow.url] });
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: portOf(m.server.url) });
+    const data = patternBytes(16 * MiB, 6);
+    try {
+      for (let off = 0; off < data.length;) off += await conn.write(data.subarray(off));
+    } catch { /* the mirror resets the client once the primary is gone */ }
+    conn.close();
+    const [r] = await m.waitReports(1);
+    assert.equal(r.primary.outcome, "reset");
+    assert.equal(r.shadows[0].outcome, "aborted");
+    const [got] = await shadow.results(1);
+    assert.notEqual(got.end, "eof", `the shadow took ${got.bytes} bytes for a whole stream`);
+  });
+}
+
 Deno.test("mirror: a dead primary closes the client at once; the mirror keeps serving", async () => {
   await using primary = await peer("close:1000,echo");
   await using m = await startMirror({ to: primary.url });
