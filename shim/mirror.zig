@@ -1788,22 +1788,16 @@ test "a shadow with a stale EAGAIN is written once more before it counts as lagg
         var L = testLoop();
         var st = testState();
         var c = Conn{};
-        const cl = socketPair();
-        const pr = socketPair();
-        const sh = socketPair();
-        defer closeAllFds(&.{ cl[0], cl[1], pr[0], pr[1], sh[0], sh[1] });
         // The shadow said EAGAIN once and its EPOLLOUT has not come yet: writable is false.
-        c.ep[client] = .{ .fd = cl[0], .state = .open, .readable = true, .writable = true };
-        c.ep[primary] = .{ .fd = pr[0], .state = .open, .writable = true };
-        c.ep[first_shadow] = .{ .fd = sh[0], .state = .open, .writable = false };
+        const net = testConn(&c, false);
+        defer closeAllFds(&net.fds);
         var junk: [4096]u8 = undefined;
         @memset(&junk, 'x');
-        if (full) while (sys.write(sh[0], &junk, junk.len) > 0) {};
+        if (full) while (sys.write(c.ep[first_shadow].fd, &junk, junk.len) > 0) {};
         const f = &c.flows[0];
-        f.sinks = (1 << primary) | (1 << first_shadow);
         var data: [16384]u8 = undefined;
         for (&data, 0..) |*b, k| b.* = @truncate(k);
-        try testing.expectEqual(@as(isize, data.len), sys.write(cl[1], &data, data.len));
+        try testing.expectEqual(@as(isize, data.len), sys.write(net.client, &data, data.len));
         var progress = true;
         var moved: u64 = 0;
         while (progress) {
@@ -1818,7 +1812,7 @@ test "a shadow with a stale EAGAIN is written once more before it counts as lagg
             try testing.expectEqual(EpState.open, c.ep[first_shadow].state);
             try testing.expectEqual(@as(u64, data.len), c.ep[first_shadow].done);
             var got: [16384]u8 = undefined;
-            try testing.expectEqual(@as(isize, got.len), sys.read(sh[1], &got, got.len));
+            try testing.expectEqual(@as(isize, got.len), sys.read(net.shadow, &got, got.len));
             try testing.expectEqualSlices(u8, &data, &got);
         }
         releaseIfEmpty(&L, &st, &c, f);
@@ -1887,21 +1881,32 @@ fn closeAllFds(fds: []const i32) void {
     for (fds) |fd| _ = sys.close(fd);
 }
 
+/// The peers' ends of a test connection's socket pairs, and every fd to close.
+const Peers = struct { client: i32, primary: i32, shadow: i32, fds: [6]i32 };
+
+/// Sets `c` up as an open connection on socket pairs: client → primary and
+/// one shadow (flow 0 sinks both), the shadow's `writable` as given (false:
+/// an EAGAIN whose EPOLLOUT has not come). Returns the other ends.
+fn testConn(c: *Conn, shadow_writable: bool) Peers {
+    const cl = socketPair();
+    const pr = socketPair();
+    const sh = socketPair();
+    c.ep[client] = .{ .fd = cl[0], .state = .open, .readable = true, .writable = true };
+    c.ep[primary] = .{ .fd = pr[0], .state = .open, .writable = true };
+    c.ep[first_shadow] = .{ .fd = sh[0], .state = .open, .writable = shadow_writable };
+    c.flows[0].sinks = (1 << primary) | (1 << first_shadow);
+    return .{ .client = cl[1], .primary = pr[1], .shadow = sh[1], .fds = .{ cl[0], cl[1], pr[0], pr[1], sh[0], sh[1] } };
+}
+
 test "one flow step: the client's bytes reach the primary and the shadow, EOF becomes a shutdown" {
     var L = testLoop();
     var st = testState();
     var c = Conn{};
-    const cl = socketPair();
-    const pr = socketPair();
-    const sh = socketPair();
-    defer closeAllFds(&.{ cl[0], cl[1], pr[0], pr[1], sh[0], sh[1] });
-    c.ep[client] = .{ .fd = cl[0], .state = .open, .readable = true, .writable = true };
-    c.ep[primary] = .{ .fd = pr[0], .state = .open, .writable = true };
-    c.ep[first_shadow] = .{ .fd = sh[0], .state = .open, .writable = true };
+    const net = testConn(&c, true);
+    defer closeAllFds(&net.fds);
     const f = &c.flows[0];
-    f.sinks = (1 << primary) | (1 << first_shadow);
-    try testing.expectEqual(@as(isize, 5), sys.write(cl[1], "hello", 5));
-    _ = sys.call(.shutdown, .{ sys.arg(cl[1]), linux.SHUT.WR });
+    try testing.expectEqual(@as(isize, 5), sys.write(net.client, "hello", 5));
+    _ = sys.call(.shutdown, .{ sys.arg(net.client), linux.SHUT.WR });
     var progress = true;
     var moved: u64 = 0;
     while (progress) {
@@ -1910,7 +1915,7 @@ test "one flow step: the client's bytes reach the primary and the shadow, EOF be
         assertFlow(&c, f);
     }
     try testing.expect(f.eof);
-    for ([_]i32{ pr[1], sh[1] }) |fd| {
+    for ([_]i32{ net.primary, net.shadow }) |fd| {
         var buf: [16]u8 = undefined;
         try testing.expectEqual(@as(isize, 5), sys.read(fd, &buf, buf.len));
         try testing.expectEqualStrings("hello", buf[0..5]);
@@ -1958,21 +1963,15 @@ test "the splice path: one round tee()d to the shadow's pipe, spliced to the pri
     L.config.window_max = 4096;
     var st = testState();
     var c = Conn{};
-    const cl = socketPair();
-    const pr = socketPair();
-    const sh = socketPair();
-    defer closeAllFds(&.{ cl[0], cl[1], pr[0], pr[1], sh[0], sh[1] });
-    c.ep[client] = .{ .fd = cl[0], .state = .open, .readable = true, .writable = true };
-    c.ep[primary] = .{ .fd = pr[0], .state = .open, .writable = true };
-    c.ep[first_shadow] = .{ .fd = sh[0], .state = .open, .writable = true };
+    const net = testConn(&c, true);
+    defer closeAllFds(&net.fds);
     const f = &c.flows[0];
-    f.sinks = (1 << primary) | (1 << first_shadow);
     trySplice(&L, &st, &c, f);
     defer closePipes(&c);
     try testing.expect(f.spliced);
     try testing.expect(c.ep[first_shadow].pipe_w >= 0);
-    try testing.expectEqual(@as(isize, 5), sys.write(cl[1], "hello", 5));
-    _ = sys.call(.shutdown, .{ sys.arg(cl[1]), linux.SHUT.WR });
+    try testing.expectEqual(@as(isize, 5), sys.write(net.client, "hello", 5));
+    _ = sys.call(.shutdown, .{ sys.arg(net.client), linux.SHUT.WR });
     var progress = true;
     var moved: u64 = 0;
     while (progress) {
@@ -1981,7 +1980,7 @@ test "the splice path: one round tee()d to the shadow's pipe, spliced to the pri
         assertFlow(&c, f);
     }
     try testing.expect(f.eof);
-    for ([_]i32{ pr[1], sh[1] }) |fd| {
+    for ([_]i32{ net.primary, net.shadow }) |fd| {
         var buf: [16]u8 = undefined;
         try testing.expectEqual(@as(isize, 5), sys.read(fd, &buf, buf.len));
         try testing.expectEqualStrings("hello", buf[0..5]);
@@ -1995,16 +1994,10 @@ test "the splice path: a shadow with a stale EAGAIN has its pipe emptied once mo
     L.config.window_max = 4096;
     var st = testState();
     var c = Conn{};
-    const cl = socketPair();
-    const pr = socketPair();
-    const sh = socketPair();
-    defer closeAllFds(&.{ cl[0], cl[1], pr[0], pr[1], sh[0], sh[1] });
-    c.ep[client] = .{ .fd = cl[0], .state = .open, .readable = true, .writable = true };
-    c.ep[primary] = .{ .fd = pr[0], .state = .open, .writable = true };
     // EAGAIN once, EPOLLOUT not dispatched yet (a test has no epoll): writable stays false.
-    c.ep[first_shadow] = .{ .fd = sh[0], .state = .open, .writable = false };
+    const net = testConn(&c, false);
+    defer closeAllFds(&net.fds);
     const f = &c.flows[0];
-    f.sinks = (1 << primary) | (1 << first_shadow);
     trySplice(&L, &st, &c, f);
     defer closePipes(&c);
     try testing.expect(f.spliced);
@@ -2015,7 +2008,7 @@ test "the splice path: a shadow with a stale EAGAIN has its pipe emptied once mo
     var sent: usize = 0;
     var got_primary: usize = 0;
     while (sent < total) {
-        try testing.expectEqual(@as(isize, chunk.len), sys.write(cl[1], &chunk, chunk.len));
+        try testing.expectEqual(@as(isize, chunk.len), sys.write(net.client, &chunk, chunk.len));
         sent += chunk.len;
         c.ep[client].readable = true; // what EPOLLIN would say
         var progress = true;
@@ -2027,7 +2020,7 @@ test "the splice path: a shadow with a stale EAGAIN has its pipe emptied once mo
         }
         var buf: [8192]u8 = undefined;
         while (true) {
-            const r = sys.read(pr[1], &buf, buf.len);
+            const r = sys.read(net.primary, &buf, buf.len);
             if (r <= 0) break;
             got_primary += @intCast(r);
         }
@@ -2038,7 +2031,7 @@ test "the splice path: a shadow with a stale EAGAIN has its pipe emptied once mo
     var got_shadow: usize = 0;
     var buf: [8192]u8 = undefined;
     while (true) {
-        const r = sys.read(sh[1], &buf, buf.len);
+        const r = sys.read(net.shadow, &buf, buf.len);
         if (r <= 0) break;
         got_shadow += @intCast(r);
     }
