@@ -15,11 +15,11 @@ import { recv } from "./recv.ts";
 import { mirrorCommand } from "./mirror.ts";
 import {
   dieOfSignal,
-  dieOfSigpipe,
   ignoreSignal,
   loadShim,
   PermissionError,
   SIGINT,
+  SIGPIPE,
   SIGXFSZ,
 } from "../lib/internal.ts";
 import { checkEncoding, isAbort } from "./common.ts";
@@ -138,7 +138,7 @@ async function run(args: string[]): Promise<number> {
 if (import.meta.main) {
   const code = await main(Deno.args);
   // As GNU tee: a broken pipe is a death by SIGPIPE (the exit status is the fallback).
-  if (code === sigpipeStatus) dieOfSigpipe();
+  if (code === sigpipeStatus) dieOfSignal(SIGPIPE);
   // As a C tool after Ctrl-C: a death by SIGINT, so that the shell script running it stops too.
   if (code === Exit.interrupted && interruptedBySigint) dieOfSignal(SIGINT);
   Deno.exit(code);

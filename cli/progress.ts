@@ -37,7 +37,7 @@ export class Progress {
 
   /**
    * Whether a line can ever show (stderr is a terminal). Only then is it worth
-   * asking `fanout()` for progress: that keeps its batches at 50 ms instead of 500.
+   * asking `fanout()` for progress (a callback after every batch).
    */
   get visible(): boolean {
     return this.#enabled;

@@ -388,33 +388,17 @@ export function restoreSignal(signo: number, old: Uint8Array): void {
   check(shim().oc_sigaction(signo, old, null), "rt_sigaction");
 }
 
+export const SIGINT = 2;
 export const SIGPIPE = 13;
 
 /**
- * Ends the process by SIGPIPE, as a C program that writes into a pipe with no
- * reader does: the parent sees WIFSIGNALED (a shell, status 141). Deno ignores
- * SIGPIPE, so its default action is put back first (an all-zero sigaction is
- * SIG_DFL), then a write into a reader-less pipe of our own raises it on this
- * thread. Returns only if the signal is blocked here.
- */
-export function dieOfSigpipe(): void {
-  restoreSignal(SIGPIPE, new Uint8Array(32));
-  const [r, w] = pipe2();
-  close(r);
-  try {
-    write(w, new Uint8Array(1));
-  } catch { /* EPIPE: the signal did not end us */ }
-  close(w);
-}
-
-export const SIGINT = 2;
-
-/**
- * Ends the process by `signo` (SIGINT after Ctrl-C), as a C program with the
- * default action is ended: the parent sees WIFSIGNALED, so a shell script
- * stops too, where an exit status of 130 would let it go on. The handler
- * Deno installed is replaced by the default action first. Returns only if
- * the signal did not end the process (blocked, or kill refused).
+ * Ends the process by `signo`, as a C program with the default action is
+ * ended: the parent sees WIFSIGNALED. After Ctrl-C (SIGINT) a shell script
+ * then stops too, where an exit status of 130 would let it go on; a broken
+ * pipe (SIGPIPE, which Deno ignores) is status 141 to a shell, as GNU tee's.
+ * The action Deno set is replaced by the default one (an all-zero sigaction
+ * is SIG_DFL) first. Returns only if the signal did not end the process
+ * (blocked, or kill refused).
  */
 export function dieOfSignal(signo: number): void {
   try {

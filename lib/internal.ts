@@ -11,13 +11,13 @@ export { parseTarget, type Target } from "./addr.ts";
 export { errnoText, hasCode, printable } from "../ffi/errors.ts";
 export {
   dieOfSignal,
-  dieOfSigpipe,
   F_GETFL,
   fcntl,
   ignoreSignal,
   loadShim,
   O_RDWR,
   SIGINT,
+  SIGPIPE,
   SIGXFSZ,
   statx,
 } from "../ffi/raw.ts";
