@@ -119,6 +119,11 @@ export function jsonFailure(error: unknown, targets: string[]): string {
   });
 }
 
+/** What a Deno I/O error says, as C tools say it: "Is a directory", without " (os error 21)". */
+export function osErrorText(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)).replace(/ \(os error \d+\)$/, "");
+}
+
 /** Whether a fan-out ended because SIGINT (or another abort) interrupted it. */
 export function isAbort(error: unknown): boolean {
   return error instanceof DOMException && error.name === "AbortError";

@@ -22,7 +22,7 @@ import {
   SIGPIPE,
   SIGXFSZ,
 } from "../lib/internal.ts";
-import { checkEncoding, isAbort } from "./common.ts";
+import { checkEncoding, isAbort, osErrorText } from "./common.ts";
 import { oneLine, quote } from "./quote.ts";
 
 const encoder = new TextEncoder();
@@ -54,8 +54,7 @@ function checkStdout(code: number, command: string | undefined): number {
   if (stdoutError instanceof Deno.errors.BrokenPipe) {
     return command === "tee" ? sigpipeStatus : Math.max(code, Exit.failed);
   }
-  const why = stdoutError instanceof Error ? stdoutError.message : String(stdoutError);
-  err(`onecopy: write error: ${oneLine(why.replace(/ \(os error \d+\)$/, ""))}`);
+  err(`onecopy: write error: ${oneLine(osErrorText(stdoutError))}`);
   return code === sigpipeStatus || code === Exit.interrupted ? code : Math.max(code, Exit.failed);
 }
 

@@ -32,6 +32,7 @@ import {
   isAbort,
   jsonReport,
   method,
+  osErrorText,
   parse,
   reportOf,
 } from "./common.ts";
@@ -383,8 +384,7 @@ const gnuBuffer = 8192;
 async function firstRead(signal?: AbortSignal): Promise<boolean | Error> {
   const read = Deno.stdin.read(new Uint8Array(gnuBuffer)).then(
     (n) => n !== null && n > 0,
-    (e) =>
-      new Error((e instanceof Error ? e.message : String(e)).replace(/ \(os error \d+\)$/, "")),
+    (e) => new Error(osErrorText(e)),
   );
   if (!signal) return await read;
   signal.throwIfAborted();
